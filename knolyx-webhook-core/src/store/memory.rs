@@ -1,0 +1,456 @@
+//! The in-memory store: the default, for a single process.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+use super::{
+    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreErrorKind,
+    StoreResult, async_trait,
+};
+
+/// The default number of ids a [`MemoryStore`] remembers.
+pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+/// An idempotency store in this process's memory: sharded, bounded, and fast.
+///
+/// Use it for a single instance. With several replicas behind a load balancer, a
+/// retransmission may reach another replica, which does not know the id: use a shared
+/// store (Redis, PostgreSQL) there.
+///
+/// # Bounds, and what eviction means
+///
+/// The store remembers at most `capacity` ids (default [`DEFAULT_CAPACITY`]), in progress
+/// and completed together. A completed id is forgotten when its retention expires, or, when
+/// the store is full, earlier: a new claim then evicts the oldest completed id of its shard.
+/// **An evicted id is no longer recognised as a duplicate**: if Knolyx retransmitted it,
+/// the handler would run again. Size the capacity for the number of events you receive in
+/// the retention window (72 hours by default). Ids in progress are never evicted: when a
+/// shard is full of them, a claim fails with [`StoreErrorKind::Full`] and the pipeline
+/// answers 503, so that Knolyx retries later instead of losing the event.
+///
+/// Ids are kept as 128-bit keyed SipHash digests (keys chosen at random per store), not as
+/// text: memory per id is small and independent of the id's length. Two distinct ids
+/// collide with probability about n²/2¹²⁹ — nil in practice.
+///
+/// ```
+/// use knolyx_webhook_core::store::MemoryStore;
+///
+/// let store = MemoryStore::builder().capacity(100_000).build();
+/// assert_eq!(store.capacity(), 100_000);
+/// ```
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    shard_capacity: usize,
+    capacity: usize,
+    keys: (u64, u64),
+    epoch: Instant,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("capacity", &self.capacity)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds a [`MemoryStore`].
+#[derive(Clone, Debug)]
+pub struct MemoryStoreBuilder {
+    capacity: usize,
+    shards: Option<usize>,
+    preallocate: bool,
+}
+
+impl MemoryStoreBuilder {
+    /// The most ids remembered at once (default [`DEFAULT_CAPACITY`]; at least 1).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The number of independently locked shards (default: 16 per available core, at
+    /// most 256, and no more than the capacity).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards.max(1));
+        self
+    }
+
+    /// Allocates memory for the full capacity up front, instead of growing as ids arrive.
+    pub fn preallocate(mut self, yes: bool) -> Self {
+        self.preallocate = yes;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStore {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let shards = self
+            .shards
+            .unwrap_or((cores * 16).min(256))
+            .min(self.capacity)
+            .max(1);
+        let shard_capacity = self.capacity.div_ceil(shards);
+        let initial = if self.preallocate { shard_capacity } else { 0 };
+        let mut keys = [0u8; 16];
+        if getrandom::fill(&mut keys).is_err() {
+            // Without OS randomness, the keys only lose their resistance to crafted ids.
+            let seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+            keys[..8].copy_from_slice(&seed.to_le_bytes());
+        }
+        let (k0, k1) = keys.split_at(8);
+        MemoryStore {
+            shards: (0..shards)
+                .map(|_| Mutex::new(Shard::with_capacity(initial)))
+                .collect(),
+            shard_capacity,
+            capacity: self.capacity,
+            keys: (
+                u64::from_le_bytes(k0.try_into().unwrap_or_default()),
+                u64::from_le_bytes(k1.try_into().unwrap_or_default()),
+            ),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A store with the default capacity.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to choose capacity and sharding.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            capacity: DEFAULT_CAPACITY,
+            shards: None,
+            preallocate: false,
+        }
+    }
+
+    /// The most ids remembered at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many ids are remembered now (in progress or completed, including expired ones
+    /// not yet swept).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = lock(s);
+                s.completed.len() + s.in_progress.len()
+            })
+            .sum()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn key(&self, id: &str) -> Key {
+        let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        h.write(id.as_bytes());
+        let h = h.finish128();
+        Key(h.h1, h.h2)
+    }
+
+    fn shard(&self, key: Key) -> MutexGuard<'_, Shard> {
+        // h2 picks the shard, h1 the bucket within it: independent bits.
+        lock(&self.shards[(key.1 % self.shards.len() as u64) as usize])
+    }
+
+    fn now(&self) -> u64 {
+        millis(self.epoch.elapsed())
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding a shard lock cannot leave a shard half-updated in a way that
+    // matters (each operation is a few map calls), so a poisoned lock is taken over.
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A 128-bit digest of a message id.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Key(u64, u64);
+
+impl std::hash::Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// The keys are already uniformly distributed digests: hashing them again is wasted work.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type FastMap<V> = HashMap<Key, V, BuildHasherDefault<IdentityHasher>>;
+
+struct Shard {
+    /// Completed ids and when their retention expires (ms since the store's epoch).
+    completed: FastMap<u64>,
+    /// Completed ids in the order they completed, with their expiry, for expiry and
+    /// eviction; an entry whose expiry differs from the map's is stale and skipped.
+    order: VecDeque<(Key, u64)>,
+    /// Ids in progress: owner and lease expiry.
+    in_progress: FastMap<(OwnerToken, u64)>,
+    /// When `in_progress` reaches this size, expired leases are swept.
+    sweep_at: usize,
+}
+
+impl Shard {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            completed: FastMap::with_capacity_and_hasher(n, Default::default()),
+            order: VecDeque::with_capacity(n),
+            in_progress: FastMap::default(),
+            sweep_at: 64,
+        }
+    }
+
+    /// Drops completed ids whose retention expired, oldest first.
+    fn expire(&mut self, now: u64) {
+        while let Some(&(key, expiry)) = self.order.front() {
+            match self.completed.get(&key) {
+                Some(&current) if current == expiry => {
+                    if expiry > now {
+                        break;
+                    }
+                    self.completed.remove(&key);
+                }
+                _ => {} // stale: the id was reclaimed or evicted since
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Evicts the oldest completed id. Returns false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((key, expiry)) = self.order.pop_front() {
+            if self.completed.get(&key) == Some(&expiry) {
+                self.completed.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn sweep_leases(&mut self, now: u64) {
+        if self.in_progress.len() >= self.sweep_at {
+            self.in_progress.retain(|_, (_, lease)| *lease > now);
+            self.sweep_at = (self.in_progress.len() * 2).max(64);
+        }
+    }
+
+    fn owned(&self, key: &Key, owner: OwnerToken, now: u64) -> bool {
+        matches!(self.in_progress.get(key), Some(&(o, lease)) if o == owner && lease > now)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn claim(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        lease: Duration,
+    ) -> StoreResult<ClaimOutcome> {
+        let key = self.key(id);
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if let Some(&(_, until)) = shard.in_progress.get(&key) {
+            if until > now {
+                return Ok(ClaimOutcome::InProgress);
+            }
+            shard.in_progress.remove(&key); // expired lease: taken over below
+        }
+        if let Some(&until) = shard.completed.get(&key) {
+            if until > now {
+                return Ok(ClaimOutcome::Completed);
+            }
+            shard.completed.remove(&key);
+        }
+        shard.expire(now);
+        shard.sweep_leases(now);
+        if shard.completed.len() + shard.in_progress.len() >= self.shard_capacity
+            && !shard.evict_oldest()
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Full,
+                "memory store is full of ids in progress",
+                None,
+            ));
+        }
+        shard
+            .in_progress
+            .insert(key, (owner, now.saturating_add(millis(lease))));
+        Ok(ClaimOutcome::Claimed)
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        retention: Duration,
+    ) -> StoreResult<SettleOutcome> {
+        let key = self.key(id);
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if !shard.owned(&key, owner, now) {
+            return Ok(SettleOutcome::NotOwner);
+        }
+        shard.in_progress.remove(&key);
+        let until = now.saturating_add(millis(retention));
+        shard.completed.insert(key, until);
+        shard.order.push_back((key, until));
+        Ok(SettleOutcome::Settled)
+    }
+
+    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
+        let key = self.key(id);
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if !shard.owned(&key, owner, now) {
+            return Ok(SettleOutcome::NotOwner);
+        }
+        shard.in_progress.remove(&key);
+        Ok(SettleOutcome::Settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn full_store_evicts_the_oldest_completed_id() {
+        let store = MemoryStore::builder().capacity(3).shards(1).build();
+        for id in ["a", "b", "c"] {
+            let o = OwnerToken::generate();
+            assert_eq!(
+                store.claim(id, o, MINUTE).await.unwrap(),
+                ClaimOutcome::Claimed
+            );
+            store.complete(id, o, MINUTE).await.unwrap();
+        }
+        let o = OwnerToken::generate();
+        assert_eq!(
+            store.claim("d", o, MINUTE).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
+        assert_eq!(store.len(), 3);
+        // "a" was the oldest: forgotten. "b" is still known.
+        let o2 = OwnerToken::generate();
+        assert_eq!(
+            store.claim("b", o2, MINUTE).await.unwrap(),
+            ClaimOutcome::Completed
+        );
+        assert_eq!(
+            store.claim("a", o2, MINUTE).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
+    }
+
+    #[tokio::test]
+    async fn full_of_ids_in_progress_refuses_claims() {
+        let store = MemoryStore::builder().capacity(2).shards(1).build();
+        for id in ["a", "b"] {
+            let outcome = store
+                .claim(id, OwnerToken::generate(), MINUTE)
+                .await
+                .unwrap();
+            assert_eq!(outcome, ClaimOutcome::Claimed);
+        }
+        let err = store
+            .claim("c", OwnerToken::generate(), MINUTE)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Full);
+        // A duplicate of an id in progress is still answered.
+        let dup = store
+            .claim("a", OwnerToken::generate(), MINUTE)
+            .await
+            .unwrap();
+        assert_eq!(dup, ClaimOutcome::InProgress);
+    }
+
+    #[tokio::test]
+    async fn reclaimed_ids_leave_no_stale_eviction_order() {
+        let store = MemoryStore::builder().capacity(2).shards(1).build();
+        let zero = Duration::ZERO;
+        let o = OwnerToken::generate();
+        store.claim("a", o, MINUTE).await.unwrap();
+        // Completed with zero retention: expired at once.
+        store.complete("a", o, zero).await.unwrap();
+        let o = OwnerToken::generate();
+        assert_eq!(
+            store.claim("a", o, MINUTE).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
+        store.complete("a", o, MINUTE).await.unwrap();
+        let o = OwnerToken::generate();
+        store.claim("b", o, MINUTE).await.unwrap();
+        store.complete("b", o, MINUTE).await.unwrap();
+        // Full: "a" (completed second time) is the oldest live entry and is evicted, once.
+        store
+            .claim("c", OwnerToken::generate(), MINUTE)
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 2);
+        let probe = OwnerToken::generate();
+        assert_eq!(
+            store.claim("b", probe, MINUTE).await.unwrap(),
+            ClaimOutcome::Completed
+        );
+    }
+
+    #[test]
+    fn debug_shows_the_bounds() {
+        let store = MemoryStore::builder().capacity(10).shards(2).build();
+        let debug = format!("{store:?}");
+        assert!(
+            debug.contains("capacity: 10") && debug.contains("shards: 2"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The idempotency store: remembers which message ids are being handled and which were
+//! handled, so that a retransmission never runs the handler twice.
+//!
+//! # States
+//!
+//! Each message id is, in a store, in one of three states:
+//!
+//! ```text
+//!            claim                      complete (by the owner, lease not expired)
+//!  absent ────────────▶ in progress ─────────────────────────────▶ completed
+//!    ▲                 (owner, lease)                          (until retention expires)
+//!    │  release (by the owner) │                                        │
+//!    └─────────────────────────┘◀──── lease expires: the next claim ────┘ retention expires
+//!                                     takes it over
+//! ```
+//!
+//! - [`claim`](IdempotencyStore::claim) is atomic: of any number of concurrent claims of an
+//!   absent id, exactly one gets [`ClaimOutcome::Claimed`]. A claim of an id in progress
+//!   gets [`ClaimOutcome::InProgress`], unless its lease has expired, in which case the new
+//!   claim takes it over. A claim of a completed id gets [`ClaimOutcome::Completed`] until
+//!   its retention expires, after which the id is absent again.
+//! - [`complete`](IdempotencyStore::complete) and [`release`](IdempotencyStore::release)
+//!   are *fenced*: they apply only when the id is in progress, owned by the given
+//!   [`OwnerToken`], and its lease has not expired. Otherwise they change nothing and
+//!   answer [`SettleOutcome::NotOwner`]. So a handler that outlived its lease cannot settle
+//!   the claim of the delivery that took over.
+//!
+//! The pipeline claims before the handler runs and completes only after the handler
+//! succeeded; a failed handler releases its claim, so the retransmission runs the handler.
+//!
+//! # Implement your own store
+//!
+//! Implement [`IdempotencyStore`] with [`macro@async_trait`], and prove it with the conformance
+//! suite (`knolyx_webhook_core::testing::conformance`, feature `testing`), which every
+//! shipped store passes too. A complete (if unambitious) store over a `Mutex<HashMap>`:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::Mutex;
+//! use std::time::{Duration, Instant};
+//!
+//! use knolyx_webhook_core::store::{
+//!     async_trait, ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError,
+//! };
+//!
+//! #[derive(Debug)]
+//! enum State {
+//!     InProgress { owner: OwnerToken, until: Instant },
+//!     Completed { until: Instant },
+//! }
+//!
+//! #[derive(Debug, Default)]
+//! struct MyStore {
+//!     ids: Mutex<HashMap<String, State>>,
+//! }
+//!
+//! #[async_trait]
+//! impl IdempotencyStore for MyStore {
+//!     async fn claim(
+//!         &self,
+//!         id: &str,
+//!         owner: OwnerToken,
+//!         lease: Duration,
+//!     ) -> Result<ClaimOutcome, StoreError> {
+//!         let mut ids = self.ids.lock().map_err(|_| StoreError::backend("lock poisoned"))?;
+//!         let now = Instant::now();
+//!         match ids.get(id) {
+//!             Some(State::InProgress { until, .. }) if *until > now => {
+//!                 return Ok(ClaimOutcome::InProgress)
+//!             }
+//!             Some(State::Completed { until }) if *until > now => {
+//!                 return Ok(ClaimOutcome::Completed)
+//!             }
+//!             _ => {} // absent, or expired: claim it
+//!         }
+//!         ids.insert(id.to_owned(), State::InProgress { owner, until: now + lease });
+//!         Ok(ClaimOutcome::Claimed)
+//!     }
+//!
+//!     async fn complete(
+//!         &self,
+//!         id: &str,
+//!         owner: OwnerToken,
+//!         retention: Duration,
+//!     ) -> Result<SettleOutcome, StoreError> {
+//!         let mut ids = self.ids.lock().map_err(|_| StoreError::backend("lock poisoned"))?;
+//!         let now = Instant::now();
+//!         match ids.get_mut(id) {
+//!             Some(state @ State::InProgress { .. }) if state.is_owned_by(owner, now) => {
+//!                 *state = State::Completed { until: now + retention };
+//!                 Ok(SettleOutcome::Settled)
+//!             }
+//!             _ => Ok(SettleOutcome::NotOwner),
+//!         }
+//!     }
+//!
+//!     async fn release(&self, id: &str, owner: OwnerToken) -> Result<SettleOutcome, StoreError> {
+//!         let mut ids = self.ids.lock().map_err(|_| StoreError::backend("lock poisoned"))?;
+//!         match ids.get(id) {
+//!             Some(state) if state.is_owned_by(owner, Instant::now()) => {
+//!                 ids.remove(id);
+//!                 Ok(SettleOutcome::Settled)
+//!             }
+//!             _ => Ok(SettleOutcome::NotOwner),
+//!         }
+//!     }
+//! }
+//!
+//! impl State {
+//!     fn is_owned_by(&self, who: OwnerToken, now: Instant) -> bool {
+//!         matches!(self, State::InProgress { owner, until } if *owner == who && *until > now)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Prove it (the suite panics with a description of the first rule broken):
+//! # #[cfg(feature = "testing")]
+//! knolyx_webhook_core::testing::conformance::run(std::sync::Arc::new(MyStore::default())).await;
+//! # }
+//! ```
+//!
+//! A store is then handed to the receiver with
+//! [`WebhookReceiverBuilder::store`](crate::WebhookReceiverBuilder::store).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use async_trait::async_trait;
+
+mod memory;
+
+pub use memory::{DEFAULT_CAPACITY, MemoryStore, MemoryStoreBuilder};
+
+/// The boxed error type that store errors carry as their source.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a [`claim`](IdempotencyStore::claim) found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClaimOutcome {
+    /// The id was absent (or its lease or retention had expired): the caller now owns it and
+    /// runs the handler.
+    Claimed,
+    /// Another delivery of this id holds an unexpired lease: its handler is running.
+    InProgress,
+    /// The id was handled within the retention window: a duplicate.
+    Completed,
+}
+
+/// What a fenced [`complete`](IdempotencyStore::complete) or
+/// [`release`](IdempotencyStore::release) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SettleOutcome {
+    /// Applied: the caller owned the unexpired claim.
+    Settled,
+    /// Nothing changed: the id is not in progress under this owner with an unexpired lease
+    /// (its lease expired, another delivery took it over, or it was already settled).
+    NotOwner,
+}
+
+/// Identifies the holder of a claim, so that only it can settle the claim.
+///
+/// Tokens are unique across processes: 64 random bits chosen once per process and a 64-bit
+/// counter. A token is not a secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OwnerToken(u128);
+
+static PROCESS_PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl OwnerToken {
+    /// A new token, distinct from every other token generated by any process.
+    pub fn generate() -> Self {
+        let prefix = *PROCESS_PREFIX.get_or_init(|| {
+            let mut buf = [0u8; 8];
+            if getrandom::fill(&mut buf).is_err() {
+                // No OS randomness: fall back on the clock and the process id, which still
+                // separate processes in practice.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0);
+                buf = (nanos ^ (u64::from(std::process::id()) << 32)).to_le_bytes();
+            }
+            u64::from_le_bytes(buf)
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self((u128::from(prefix) << 64) | u128::from(n))
+    }
+
+    /// The token as a number.
+    pub fn as_u128(self) -> u128 {
+        self.0
+    }
+
+    /// A token from a number, as read back from a store.
+    pub fn from_u128(value: u128) -> Self {
+        Self(value)
+    }
+}
+
+/// Formats as 32 lowercase hexadecimal digits (how the shared stores save it).
+impl fmt::Display for OwnerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for OwnerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OwnerToken({self})")
+    }
+}
+
+/// An idempotency store: atomic claims, fenced settling. See the [module docs](self).
+///
+/// The trait is object-safe (use `Arc<dyn IdempotencyStore>` to choose a backend at run
+/// time), and its futures are `Send`.
+#[async_trait]
+pub trait IdempotencyStore: fmt::Debug + Send + Sync + 'static {
+    /// Atomically claims `id` for `owner`, for `lease`.
+    async fn claim(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        lease: Duration,
+    ) -> StoreResult<ClaimOutcome>;
+
+    /// Marks `id` completed, to be remembered for `retention`, if `owner` holds its
+    /// unexpired claim.
+    async fn complete(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        retention: Duration,
+    ) -> StoreResult<SettleOutcome>;
+
+    /// Forgets `id`, if `owner` holds its unexpired claim, so that the next delivery of it
+    /// runs the handler.
+    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome>;
+}
+
+#[async_trait]
+impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
+    async fn claim(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        lease: Duration,
+    ) -> StoreResult<ClaimOutcome> {
+        (**self).claim(id, owner, lease).await
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        retention: Duration,
+    ) -> StoreResult<SettleOutcome> {
+        (**self).complete(id, owner, retention).await
+    }
+
+    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
+        (**self).release(id, owner).await
+    }
+}
+
+#[async_trait]
+impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Box<S> {
+    async fn claim(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        lease: Duration,
+    ) -> StoreResult<ClaimOutcome> {
+        (**self).claim(id, owner, lease).await
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        retention: Duration,
+    ) -> StoreResult<SettleOutcome> {
+        (**self).complete(id, owner, retention).await
+    }
+
+    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
+        (**self).release(id, owner).await
+    }
+}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The backing service cannot be reached (connection refused, reset, pool exhausted).
+    Unavailable,
+    /// The backing service did not answer in time.
+    Timeout,
+    /// The store is full of ids in progress and cannot take another claim.
+    Full,
+    /// Any other failure of the backend (an unexpected reply, a query error).
+    Backend,
+}
+
+/// A store operation failed. The pipeline answers 503 with `Retry-After` (fail closed).
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: std::borrow::Cow<'static, str>,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// An error of the given kind, with a short message and its source.
+    pub fn new(
+        kind: StoreErrorKind,
+        message: impl Into<std::borrow::Cow<'static, str>>,
+        source: Option<BoxError>,
+    ) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// The backing service cannot be reached; `source` says why.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::new(
+            StoreErrorKind::Unavailable,
+            "idempotency store unavailable",
+            Some(source.into()),
+        )
+    }
+
+    /// The backing service did not answer within `after`.
+    pub fn timeout(after: Duration) -> Self {
+        Self::new(
+            StoreErrorKind::Timeout,
+            format!("idempotency store did not answer within {after:?}"),
+            None,
+        )
+    }
+
+    /// Any other failure of the backend; `source` says what.
+    pub fn backend(source: impl Into<BoxError>) -> Self {
+        Self::new(
+            StoreErrorKind::Backend,
+            "idempotency store failed",
+            Some(source.into()),
+        )
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_tokens_are_distinct_and_print_as_hex() {
+        let a = OwnerToken::generate();
+        let b = OwnerToken::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.to_string().len(), 32);
+        assert_eq!(OwnerToken::from_u128(a.as_u128()), a);
+    }
+
+    #[test]
+    fn store_error_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = StoreError::unavailable(io);
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+        assert_eq!(StdError::source(&err).unwrap().to_string(), "refused");
+    }
+
+    #[test]
+    fn the_trait_is_object_safe() {
+        let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
+        let _nested: Box<dyn IdempotencyStore> = Box::new(store);
+    }
+}

@@ -1,0 +1,394 @@
+//! The conformance suite for [`IdempotencyStore`] implementations.
+//!
+//! [`run`] exercises a store against the rules in the [store module docs](crate::store):
+//! claim, complete and release; fencing of non-owners; concurrent claims with exactly one
+//! winner; lease expiry and takeover; a stale owner fenced after a takeover; retention
+//! expiry; and 10,000 distinct ids. It panics, naming the rule, at the first violation.
+//!
+//! Every id it uses starts with a random prefix, so it can run repeatedly, and in
+//! parallel, against a shared server (Redis, PostgreSQL) without cleaning up. Its only
+//! waits are a little longer than the short leases and retentions it sets itself
+//! ([`SHORT`]); everything else is ordered by awaiting the store's answers.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use knolyx_webhook_core::{store::MemoryStore, testing::conformance};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! conformance::run(Arc::new(MemoryStore::new())).await;
+//! # }
+//! ```
+//!
+//! It needs a Tokio runtime (`#[tokio::test]`); with the multi-threaded runtime, the
+//! concurrent claims really run in parallel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use crate::store::{ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome};
+
+/// The short lease and retention the suite sets to test expiry.
+pub const SHORT: Duration = Duration::from_millis(300);
+/// How long the suite waits for a [`SHORT`] lease or retention to expire.
+const WAIT: Duration = Duration::from_millis(450);
+const LONG: Duration = Duration::from_secs(3600);
+/// How many distinct ids the "many ids" check uses.
+pub const MANY_IDS: usize = 10_000;
+/// How many concurrent claims of one id the suite makes.
+pub const CONCURRENT_CLAIMS: usize = 32;
+
+/// Runs every check against `store`, panicking at the first broken rule.
+pub async fn run<S: IdempotencyStore + ?Sized>(store: Arc<S>) {
+    let prefix = format!("conformance-{}-", OwnerToken::generate());
+    let id = |name: &str| format!("{prefix}{name}");
+    let s = &*store;
+
+    claim_complete(s, &id("claim-complete")).await;
+    release(s, &id("release")).await;
+    settle_fencing(s, &id("fencing")).await;
+    ids_are_independent(s, &id("independent")).await;
+    concurrent_claims(&store, &id("concurrent")).await;
+    // The two checks that wait run side by side, so the suite waits once.
+    let (lease, retention) = (id("lease"), id("retention"));
+    tokio::join!(
+        lease_expiry_and_takeover(s, &lease),
+        retention_expiry(s, &retention),
+    );
+    many_ids(&store, &id("many")).await;
+}
+
+fn owner() -> OwnerToken {
+    OwnerToken::generate()
+}
+
+async fn claim<S: IdempotencyStore + ?Sized>(
+    store: &S,
+    id: &str,
+    owner: OwnerToken,
+    lease: Duration,
+) -> ClaimOutcome {
+    match store.claim(id, owner, lease).await {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("conformance: claim({id:?}) failed: {e} ({:?})", e.kind()),
+    }
+}
+
+async fn complete<S: IdempotencyStore + ?Sized>(
+    store: &S,
+    id: &str,
+    owner: OwnerToken,
+    retention: Duration,
+) -> SettleOutcome {
+    match store.complete(id, owner, retention).await {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("conformance: complete({id:?}) failed: {e}"),
+    }
+}
+
+async fn release_as<S: IdempotencyStore + ?Sized>(
+    store: &S,
+    id: &str,
+    owner: OwnerToken,
+) -> SettleOutcome {
+    match store.release(id, owner).await {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("conformance: release({id:?}) failed: {e}"),
+    }
+}
+
+async fn claim_complete<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
+    let a = owner();
+    assert_eq!(
+        claim(store, id, a, LONG).await,
+        ClaimOutcome::Claimed,
+        "conformance: the first claim of an absent id must be Claimed"
+    );
+    assert_eq!(
+        claim(store, id, owner(), LONG).await,
+        ClaimOutcome::InProgress,
+        "conformance: a claim of an id in progress must be InProgress"
+    );
+    assert_eq!(
+        claim(store, id, a, LONG).await,
+        ClaimOutcome::InProgress,
+        "conformance: even its owner's second claim of an id in progress must be InProgress"
+    );
+    assert_eq!(
+        complete(store, id, a, LONG).await,
+        SettleOutcome::Settled,
+        "conformance: the owner's complete must be Settled"
+    );
+    assert_eq!(
+        claim(store, id, owner(), LONG).await,
+        ClaimOutcome::Completed,
+        "conformance: a claim of a completed id must be Completed"
+    );
+    assert_eq!(
+        complete(store, id, a, LONG).await,
+        SettleOutcome::NotOwner,
+        "conformance: completing a completed id again must be NotOwner"
+    );
+    assert_eq!(
+        release_as(store, id, a).await,
+        SettleOutcome::NotOwner,
+        "conformance: releasing a completed id must be NotOwner and leave it completed"
+    );
+    assert_eq!(
+        claim(store, id, owner(), LONG).await,
+        ClaimOutcome::Completed,
+        "conformance: a completed id must stay completed after a refused release"
+    );
+}
+
+async fn release<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
+    let a = owner();
+    assert_eq!(claim(store, id, a, LONG).await, ClaimOutcome::Claimed);
+    assert_eq!(
+        release_as(store, id, a).await,
+        SettleOutcome::Settled,
+        "conformance: the owner's release must be Settled"
+    );
+    assert_eq!(
+        release_as(store, id, a).await,
+        SettleOutcome::NotOwner,
+        "conformance: a second release must be NotOwner"
+    );
+    assert_eq!(
+        complete(store, id, a, LONG).await,
+        SettleOutcome::NotOwner,
+        "conformance: completing a released claim must be NotOwner"
+    );
+    let b = owner();
+    assert_eq!(
+        claim(store, id, b, LONG).await,
+        ClaimOutcome::Claimed,
+        "conformance: a released id must be claimable again"
+    );
+    assert_eq!(complete(store, id, b, LONG).await, SettleOutcome::Settled);
+}
+
+async fn settle_fencing<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
+    let a = owner();
+    let intruder = owner();
+    assert_eq!(
+        complete(store, id, intruder, LONG).await,
+        SettleOutcome::NotOwner,
+        "conformance: completing an absent id must be NotOwner"
+    );
+    assert_eq!(
+        claim(store, id, owner(), LONG).await,
+        ClaimOutcome::Claimed,
+        "conformance: a refused complete must not create the id"
+    );
+    let id2 = format!("{id}-2");
+    assert_eq!(claim(store, &id2, a, LONG).await, ClaimOutcome::Claimed);
+    assert_eq!(
+        complete(store, &id2, intruder, LONG).await,
+        SettleOutcome::NotOwner,
+        "conformance: a non-owner's complete must be NotOwner"
+    );
+    assert_eq!(
+        release_as(store, &id2, intruder).await,
+        SettleOutcome::NotOwner,
+        "conformance: a non-owner's release must be NotOwner"
+    );
+    assert_eq!(
+        claim(store, &id2, owner(), LONG).await,
+        ClaimOutcome::InProgress,
+        "conformance: a non-owner's settle must leave the claim in progress"
+    );
+    assert_eq!(complete(store, &id2, a, LONG).await, SettleOutcome::Settled);
+}
+
+async fn ids_are_independent<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
+    let similar = [
+        id.to_owned(),
+        format!("{id}x"),
+        format!("{id}X"),
+        format!("{id} "),
+        format!("{id}-é-日本"),
+        format!("{id}{}", "z".repeat(255usize.saturating_sub(id.len() + 1))),
+    ];
+    let a = owner();
+    for id in &similar {
+        assert_eq!(
+            claim(store, id, a, LONG).await,
+            ClaimOutcome::Claimed,
+            "conformance: distinct ids must be claimed independently ({id:?})"
+        );
+    }
+    assert_eq!(
+        complete(store, &similar[0], a, LONG).await,
+        SettleOutcome::Settled
+    );
+    for id in &similar[1..] {
+        assert_eq!(
+            claim(store, id, owner(), LONG).await,
+            ClaimOutcome::InProgress,
+            "conformance: completing one id must not complete another ({id:?})"
+        );
+        assert_eq!(release_as(store, id, a).await, SettleOutcome::Settled);
+    }
+}
+
+async fn concurrent_claims<S: IdempotencyStore + ?Sized>(store: &Arc<S>, id: &str) {
+    let barrier = Arc::new(Barrier::new(CONCURRENT_CLAIMS));
+    let mut tasks = JoinSet::new();
+    for _ in 0..CONCURRENT_CLAIMS {
+        let store = Arc::clone(store);
+        let barrier = Arc::clone(&barrier);
+        let id = id.to_owned();
+        tasks.spawn(async move {
+            let me = owner();
+            barrier.wait().await;
+            (me, claim(&*store, &id, me, LONG).await)
+        });
+    }
+    let results = tasks.join_all().await;
+    let winners: Vec<OwnerToken> = results
+        .iter()
+        .filter(|(_, o)| *o == ClaimOutcome::Claimed)
+        .map(|(me, _)| *me)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "conformance: of {CONCURRENT_CLAIMS} concurrent claims exactly one must win, got {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|(_, o)| matches!(o, ClaimOutcome::Claimed | ClaimOutcome::InProgress)),
+        "conformance: losers of concurrent claims must see InProgress: {results:?}"
+    );
+    assert_eq!(
+        complete(&**store, id, winners[0], LONG).await,
+        SettleOutcome::Settled
+    );
+    let mut tasks = JoinSet::new();
+    for _ in 0..CONCURRENT_CLAIMS {
+        let store = Arc::clone(store);
+        let id = id.to_owned();
+        tasks.spawn(async move { claim(&*store, &id, owner(), LONG).await });
+    }
+    let after = tasks.join_all().await;
+    assert!(
+        after.iter().all(|o| *o == ClaimOutcome::Completed),
+        "conformance: concurrent claims of a completed id must all be Completed: {after:?}"
+    );
+}
+
+async fn lease_expiry_and_takeover<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
+    let stale = owner();
+    assert_eq!(claim(store, id, stale, SHORT).await, ClaimOutcome::Claimed);
+    let released = format!("{id}-released");
+    assert_eq!(
+        claim(store, &released, stale, SHORT).await,
+        ClaimOutcome::Claimed
+    );
+    tokio::time::sleep(WAIT).await;
+
+    assert_eq!(
+        release_as(store, &released, stale).await,
+        SettleOutcome::NotOwner,
+        "conformance: settling after the lease expired must be NotOwner"
+    );
+    let b = owner();
+    assert_eq!(
+        claim(store, id, b, LONG).await,
+        ClaimOutcome::Claimed,
+        "conformance: a claim after the lease expired must take the id over"
+    );
+    assert_eq!(
+        complete(store, id, stale, LONG).await,
+        SettleOutcome::NotOwner,
+        "conformance: the stale owner's complete must be fenced after a takeover"
+    );
+    assert_eq!(
+        release_as(store, id, stale).await,
+        SettleOutcome::NotOwner,
+        "conformance: the stale owner's release must be fenced after a takeover"
+    );
+    assert_eq!(
+        claim(store, id, owner(), LONG).await,
+        ClaimOutcome::InProgress,
+        "conformance: the new owner's claim must survive the stale owner's settle"
+    );
+    assert_eq!(
+        complete(store, id, b, LONG).await,
+        SettleOutcome::Settled,
+        "conformance: the new owner must be able to complete"
+    );
+    assert_eq!(
+        claim(store, id, owner(), LONG).await,
+        ClaimOutcome::Completed
+    );
+}
+
+async fn retention_expiry<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
+    let a = owner();
+    assert_eq!(claim(store, id, a, LONG).await, ClaimOutcome::Claimed);
+    assert_eq!(complete(store, id, a, SHORT).await, SettleOutcome::Settled);
+    tokio::time::sleep(WAIT).await;
+    let b = owner();
+    assert_eq!(
+        claim(store, id, b, LONG).await,
+        ClaimOutcome::Claimed,
+        "conformance: a completed id must be claimable once its retention expired"
+    );
+    assert_eq!(complete(store, id, b, LONG).await, SettleOutcome::Settled);
+}
+
+async fn many_ids<S: IdempotencyStore + ?Sized>(store: &Arc<S>, prefix: &str) {
+    const WORKERS: usize = 16;
+    let mut tasks = JoinSet::new();
+    for worker in 0..WORKERS {
+        let store = Arc::clone(store);
+        let prefix = prefix.to_owned();
+        tasks.spawn(async move {
+            let me = owner();
+            for i in (worker..MANY_IDS).step_by(WORKERS) {
+                let id = format!("{prefix}-{i}");
+                let outcome = claim(&*store, &id, me, LONG).await;
+                assert_eq!(
+                    outcome,
+                    ClaimOutcome::Claimed,
+                    "conformance: id {i} of {MANY_IDS} distinct ids was not Claimed"
+                );
+                // Complete the even ones, leave the odd ones in progress.
+                if i % 2 == 0 {
+                    assert_eq!(
+                        complete(&*store, &id, me, LONG).await,
+                        SettleOutcome::Settled
+                    );
+                }
+            }
+        });
+    }
+    tasks.join_all().await;
+    let mut tasks = JoinSet::new();
+    for worker in 0..WORKERS {
+        let store = Arc::clone(store);
+        let prefix = prefix.to_owned();
+        tasks.spawn(async move {
+            for i in (worker..MANY_IDS).step_by(WORKERS) {
+                let id = format!("{prefix}-{i}");
+                let expected = if i % 2 == 0 {
+                    ClaimOutcome::Completed
+                } else {
+                    ClaimOutcome::InProgress
+                };
+                assert_eq!(
+                    claim(&*store, &id, owner(), LONG).await,
+                    expected,
+                    "conformance: id {i} of {MANY_IDS} was forgotten or mixed up"
+                );
+            }
+        });
+    }
+    tasks.join_all().await;
+}

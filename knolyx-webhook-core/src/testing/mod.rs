@@ -1,0 +1,43 @@
+//! Test support (feature `testing`): the conformance suite every idempotency store must
+//! pass, and builders of realistic events to unit-test your handlers.
+//!
+//! ```
+//! use knolyx_webhook_core::testing::TestEvent;
+//! use knolyx_webhook_core::{Event, User};
+//!
+//! let event = TestEvent::course_payment_received()
+//!     .user(User::new(42, "Ana Popescu", "ana@example.com"))
+//!     .build();
+//! let Event::CoursePaymentReceived(payment) = event.event() else { unreachable!() };
+//! assert_eq!(payment.user.id, 42);
+//! // The body Knolyx would send, to post to your own endpoint:
+//! let body = TestEvent::ping().id("ping-1").to_body();
+//! assert!(body.starts_with(br#"{"id":"ping-1","type":"PING""#));
+//! ```
+
+pub mod conformance;
+mod events;
+
+pub use events::{TestEvent, random_id};
+
+/// The vendor's sample deliveries (valid JSON versions of the guide's samples), one per
+/// documented type, as `(type name, body)`.
+pub const FIXTURES: [(&str, &[u8]); 5] = [
+    ("PING", include_bytes!("../../fixtures/ping.json")),
+    (
+        "COURSE_COMPLETED",
+        include_bytes!("../../fixtures/course_completed.json"),
+    ),
+    (
+        "COURSE_STARTED",
+        include_bytes!("../../fixtures/course_started.json"),
+    ),
+    (
+        "COURSE_PAYMENT_RECEIVED",
+        include_bytes!("../../fixtures/course_payment_received.json"),
+    ),
+    (
+        "BUNDLE_PAYMENT_RECEIVED",
+        include_bytes!("../../fixtures/bundle_payment_received.json"),
+    ),
+];

@@ -1,0 +1,136 @@
+//! Helpers shared by the test modules.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use knolyx_webhook_core::store::{
+    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult, async_trait,
+};
+use knolyx_webhook_core::{Accepted, Rejection, WebhookReceiver, WebhookReceiverBuilder};
+
+pub(crate) const TOKEN: &str = "correct-horse-battery-staple";
+
+pub(crate) fn builder() -> WebhookReceiverBuilder {
+    WebhookReceiver::builder().token(TOKEN)
+}
+
+pub(crate) fn receiver() -> WebhookReceiver {
+    builder().build().unwrap()
+}
+
+pub(crate) fn headers_with(tokens: &[&[u8]]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for t in tokens {
+        headers.append(
+            "x-webhook-security-token",
+            HeaderValue::from_bytes(t).unwrap(),
+        );
+    }
+    headers
+}
+
+pub(crate) fn good_headers() -> HeaderMap {
+    headers_with(&[TOKEN.as_bytes()])
+}
+
+pub(crate) async fn put(
+    receiver: &WebhookReceiver,
+    body: impl Into<Bytes>,
+) -> Result<Accepted, Rejection> {
+    receiver
+        .receive(&Method::PUT, &good_headers(), body.into())
+        .await
+}
+
+pub(crate) fn course_started(id: &str) -> Vec<u8> {
+    format!(
+        r#"{{"id":"{id}","type":"COURSE_STARTED","data":{{"user":{{"id":1,"name":"Ana","email":"ana@example.com"}},"course":{{"id":2,"name":"Rust"}}}}}}"#
+    )
+    .into_bytes()
+}
+
+/// What a store says of an id, found by claiming it with a fresh owner (and releasing the
+/// claim if it succeeded, so the probe leaves no trace).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    Absent,
+    InProgress,
+    Completed,
+}
+
+pub(crate) async fn state(store: &dyn IdempotencyStore, id: &str) -> State {
+    let probe = OwnerToken::generate();
+    match store
+        .claim(id, probe, Duration::from_secs(60))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed => {
+            assert_eq!(
+                store.release(id, probe).await.unwrap(),
+                SettleOutcome::Settled
+            );
+            State::Absent
+        }
+        ClaimOutcome::InProgress => State::InProgress,
+        ClaimOutcome::Completed => State::Completed,
+    }
+}
+
+/// A store that fails every call while `down` is set, and otherwise delegates.
+#[derive(Debug)]
+pub(crate) struct SwitchableStore<S> {
+    pub(crate) inner: S,
+    pub(crate) down: AtomicBool,
+}
+
+impl<S> SwitchableStore<S> {
+    pub(crate) fn new(inner: S) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            down: AtomicBool::new(false),
+        })
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl<S: IdempotencyStore> IdempotencyStore for SwitchableStore<S> {
+    async fn claim(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        lease: Duration,
+    ) -> StoreResult<ClaimOutcome> {
+        self.check()?;
+        self.inner.claim(id, owner, lease).await
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        owner: OwnerToken,
+        retention: Duration,
+    ) -> StoreResult<SettleOutcome> {
+        self.check()?;
+        self.inner.complete(id, owner, retention).await
+    }
+
+    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
+        self.check()?;
+        self.inner.release(id, owner).await
+    }
+}

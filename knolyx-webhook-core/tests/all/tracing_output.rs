@@ -1,0 +1,93 @@
+//! One span per delivery with the id, the type and the outcome; never the token or the body.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use http::Method;
+use knolyx_webhook_core::Accepted;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::support::*;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn logs_name_id_type_and_outcome_but_never_token_or_body() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let r = receiver();
+    let secret_email = "very-private-student@example.com";
+    let body = format!(
+        r#"{{"id":"trace-1","type":"COURSE_COMPLETED","data":{{"user":{{"id":1,"name":"N","email":"{secret_email}"}},"course":{{"id":2,"name":"C"}}}}}}"#
+    );
+    let Ok(Accepted::Deliver(d)) = put(&r, body.clone()).await else {
+        panic!()
+    };
+    let (_, settlement) = d.into_parts();
+    settlement.settle(200).await;
+    // A duplicate, a wrong token, a malformed body quoting a secret, wrong-shaped data.
+    let _ = put(&r, body.clone()).await;
+    let wrong = "wrong-token-value-123";
+    let _ = r
+        .receive(
+            &Method::PUT,
+            &headers_with(&[wrong.as_bytes()]),
+            body.clone().into(),
+        )
+        .await;
+    let _ = put(
+        &r,
+        format!(r#"{{"id":"m","type":"X","data":{secret_email}}}"#),
+    )
+    .await;
+    let _ = put(
+        &r,
+        format!(r#"{{"id":"bad","type":"COURSE_COMPLETED","data":{{"user":"{secret_email}"}}}}"#),
+    )
+    .await;
+
+    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(out.contains("knolyx_webhook.delivery"), "{out}");
+    assert!(out.contains("trace-1"), "{out}");
+    assert!(out.contains("COURSE_COMPLETED"), "{out}");
+    for outcome in [
+        "handled",
+        "duplicate",
+        "unauthorized",
+        "malformed_payload",
+        "invalid_event_data",
+    ] {
+        assert!(out.contains(outcome), "outcome {outcome} missing:\n{out}");
+    }
+    for secret in [TOKEN, wrong, secret_email] {
+        assert!(
+            !out.contains(secret),
+            "{secret} leaked into the logs:\n{out}"
+        );
+    }
+}

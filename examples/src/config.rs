@@ -1,0 +1,187 @@
+//! The examples contract: configuration from environment variables.
+//!
+//! - `KNOLYX_WEBHOOK_TOKEN`: required, non-empty.
+//! - `PORT`: default 3000; the receivers bind 127.0.0.1.
+//! - `KNOLYX_WEBHOOK_STORE`: `memory` (default), `redis://…` or `postgres://…`.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use knolyx_webhook_core::store::{IdempotencyStore, MemoryStore};
+use knolyx_webhook_core::{SecretToken, WebhookReceiver};
+
+/// The route every example receiver serves.
+pub const ROUTE: &str = "/webhooks/knolyx";
+
+/// Which idempotency store to use.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The in-memory store (single process).
+    Memory,
+    /// A Redis store at this URL.
+    Redis(String),
+    /// A PostgreSQL store at this URL.
+    Postgres(String),
+}
+
+impl fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs may carry passwords: show only the kind.
+        f.write_str(match self {
+            StoreChoice::Memory => "memory",
+            StoreChoice::Redis(_) => "redis",
+            StoreChoice::Postgres(_) => "postgres",
+        })
+    }
+}
+
+impl StoreChoice {
+    /// Parses `KNOLYX_WEBHOOK_STORE`'s value.
+    pub fn parse(value: &str) -> Result<Self, ConfigError> {
+        let value = value.trim();
+        if value.is_empty() || value == "memory" {
+            Ok(StoreChoice::Memory)
+        } else if value.starts_with("redis://") || value.starts_with("rediss://") {
+            Ok(StoreChoice::Redis(value.to_owned()))
+        } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(StoreChoice::Postgres(value.to_owned()))
+        } else {
+            Err(ConfigError(
+                "KNOLYX_WEBHOOK_STORE must be `memory`, `redis://…` or `postgres://…`".into(),
+            ))
+        }
+    }
+
+    /// Connects the chosen store.
+    pub async fn connect(&self) -> Result<Arc<dyn IdempotencyStore>, ConfigError> {
+        match self {
+            StoreChoice::Memory => Ok(Arc::new(MemoryStore::new())),
+            StoreChoice::Redis(_) => Err(ConfigError(
+                "KNOLYX_WEBHOOK_STORE=redis://… is not supported yet: it arrives with the \
+                 knolyx-webhook-redis crate; use `memory`"
+                    .into(),
+            )),
+            StoreChoice::Postgres(_) => Err(ConfigError(
+                "KNOLYX_WEBHOOK_STORE=postgres://… is not supported yet: it arrives with the \
+                 knolyx-webhook-postgres crate; use `memory`"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// A configuration that cannot start a receiver; its text says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A receiver's configuration, as read from the environment.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// The accepted token.
+    pub token: SecretToken,
+    /// The address to bind: 127.0.0.1 and `PORT`.
+    pub addr: SocketAddr,
+    /// The store to use.
+    pub store: StoreChoice,
+}
+
+impl ReceiverConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (for tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let token = lookup("KNOLYX_WEBHOOK_TOKEN").ok_or_else(|| {
+            ConfigError(
+                "KNOLYX_WEBHOOK_TOKEN is not set: set it to the webhook's security token".into(),
+            )
+        })?;
+        let token = SecretToken::new(token)
+            .map_err(|e| ConfigError(format!("KNOLYX_WEBHOOK_TOKEN is unusable: {e}")))?;
+        let port = match lookup("PORT") {
+            None => 3000,
+            Some(p) => p
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| ConfigError(format!("PORT must be a port number, not {p:?}")))?,
+        };
+        let store = StoreChoice::parse(&lookup("KNOLYX_WEBHOOK_STORE").unwrap_or_default())?;
+        Ok(Self {
+            token,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            store,
+        })
+    }
+
+    /// Builds the receive pipeline: this token and the chosen store, defaults otherwise.
+    pub async fn receiver(&self) -> Result<WebhookReceiver, ConfigError> {
+        let store = self.store.connect().await?;
+        WebhookReceiver::builder()
+            .token(self.token.clone())
+            .shared_store(store)
+            .build()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+/// Sets up logging to stderr (stdout is for event lines), filtered by `RUST_LOG`
+/// (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn token_is_required_and_non_empty() {
+        assert!(ReceiverConfig::from_lookup(lookup(&[])).is_err());
+        let err = ReceiverConfig::from_lookup(lookup(&[("KNOLYX_WEBHOOK_TOKEN", "")])).unwrap_err();
+        assert!(err.0.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_choices() {
+        let c = ReceiverConfig::from_lookup(lookup(&[("KNOLYX_WEBHOOK_TOKEN", "t")])).unwrap();
+        assert_eq!(c.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(c.store, StoreChoice::Memory);
+        let c = ReceiverConfig::from_lookup(lookup(&[
+            ("KNOLYX_WEBHOOK_TOKEN", "t"),
+            ("PORT", "8081"),
+            ("KNOLYX_WEBHOOK_STORE", "redis://127.0.0.1:6379/"),
+        ]))
+        .unwrap();
+        assert_eq!(c.addr.port(), 8081);
+        assert!(matches!(c.store, StoreChoice::Redis(_)));
+        assert!(StoreChoice::parse("mongodb://x").is_err());
+        assert!(
+            ReceiverConfig::from_lookup(lookup(&[("KNOLYX_WEBHOOK_TOKEN", "t"), ("PORT", "x")]))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! The example handler: print one JSON line per event on stdout.
+
+use std::fmt;
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use knolyx_webhook_core::WebhookEvent;
+
+/// A handler's failure: the receiver answers 500 and the claim is released, so Knolyx's
+/// retry runs the handler again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError(pub String);
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// The future an [`EventHandler`] returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
+/// What the example receivers run for each event. The binaries use [`print_event_line`];
+/// the demo and the tests plug in handlers that count, fail or panic on demand.
+pub type EventHandler = Arc<dyn Fn(WebhookEvent) -> HandlerFuture + Send + Sync>;
+
+/// The examples contract's output: the event re-serialised as `{"id":…,"type":…,"data":…}`,
+/// one line on stdout.
+pub fn print_event_line(event: &WebhookEvent) -> Result<(), HandlerError> {
+    let mut line = event.to_json();
+    line.push(b'\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&line)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| HandlerError(format!("cannot write to stdout: {e}")))
+}
+
+/// The handler of the example binaries: [`print_event_line`].
+pub fn printing_handler() -> EventHandler {
+    Arc::new(|event| Box::pin(async move { print_event_line(&event) }))
+}

@@ -1,0 +1,15 @@
+//! Shared pieces of the example receivers: configuration from the environment (the
+//! examples contract in the design), the store it selects, and the handler that prints one
+//! JSON line per event.
+//!
+//! The receivers themselves (`axum-receiver`, `actix-receiver`) are thin binaries over the
+//! modules here, so that the demo and the tests can start them in-process.
+
+pub mod config;
+pub mod handler;
+
+pub use config::{ROUTE, ReceiverConfig, StoreChoice, init_logging};
+pub use handler::{EventHandler, HandlerError, HandlerFuture, print_event_line, printing_handler};
+pub mod running;
+
+pub use running::RunningReceiver;

@@ -66,10 +66,9 @@ impl RunningReceiver {
 
 impl Drop for RunningReceiver {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(stop());
-            }
+        if let (Some(stop), Ok(runtime)) = (self.stop.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(stop());
         }
     }
 }

@@ -11,5 +11,6 @@ pub mod handler;
 pub use config::{ROUTE, ReceiverConfig, StoreChoice, init_logging};
 pub use handler::{EventHandler, HandlerError, HandlerFuture, print_event_line, printing_handler};
 pub mod running;
+pub mod scenarios;
 
 pub use running::RunningReceiver;

@@ -137,6 +137,8 @@ pub struct Got {
     pub duplicate: bool,
     /// How many times the handler ran during this delivery.
     pub handler_runs: u32,
+    /// The start of the response's body: the receiver's reason.
+    pub body: String,
 }
 
 /// What the design promises for a delivery.
@@ -220,7 +222,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "  #  {:width$}  status          handler  expected                         ok",
+            "  #  {:width$}  status          handler  receiver said                   ok",
             "sent"
         );
         for (i, row) in self.rows.iter().enumerate() {
@@ -232,13 +234,17 @@ impl Report {
             let handler = if row.got.handler_runs > 0 { "ran" } else { "-" };
             let _ = writeln!(
                 out,
-                " {:>2}  {:width$}  {:14}  {:7}  {:31}  {}",
+                " {:>2}  {:width$}  {:14}  {:7}  {:32}  {}",
                 i + 1,
                 row.sent,
                 status,
                 handler,
-                row.expected.describe(),
-                if row.ok() { "yes" } else { "NO" }
+                row.got.body,
+                if row.ok() {
+                    "yes".to_owned()
+                } else {
+                    format!("NO, expected {}", row.expected.describe())
+                }
             );
         }
         out
@@ -306,20 +312,24 @@ impl Player {
             }
         };
         let response = request.send().await;
-        let (status, duplicate) = match response {
-            Ok(r) => (
-                Some(r.status().as_u16()),
-                r.headers()
+        let (status, duplicate, body) = match response {
+            Ok(r) => {
+                let status = Some(r.status().as_u16());
+                let duplicate = r
+                    .headers()
                     .get(DUPLICATE_HEADER)
-                    .is_some_and(|v| v == "true"),
-            ),
-            Err(_) => (None, false),
+                    .is_some_and(|v| v == "true");
+                let text = r.text().await.unwrap_or_default();
+                (status, duplicate, text.chars().take(32).collect())
+            }
+            Err(_) => (None, false, "(connection closed)".to_owned()),
         };
         let after = id.map_or(0, |id| self.handler.runs(id));
         Got {
             status,
             duplicate,
             handler_runs: after - before,
+            body,
         }
     }
 
@@ -602,6 +612,7 @@ async fn play_more(p: &mut Player, oversized: &[u8]) {
         status: Some(503),
         duplicate: false,
         handler_runs: 0,
+        body: "still in progress after 200 retries".to_owned(),
     });
     p.record(
         "COURSE_PAYMENT_RECEIVED retried",

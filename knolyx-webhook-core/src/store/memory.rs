@@ -25,17 +25,21 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 /// # Bounds, and what eviction means
 ///
 /// The store remembers at most `capacity` ids (default [`DEFAULT_CAPACITY`]), in progress
-/// and completed together. A completed id is forgotten when its retention expires, or, when
-/// the store is full, earlier: a new claim then evicts the oldest completed id of its shard.
+/// and completed together. The bound is kept per shard (each holds `capacity / shards`), so
+/// eviction can begin a little before the whole store is full, in a shard that is fuller
+/// than average: size the capacity with some room. A completed id is forgotten when its
+/// retention expires, or, when its shard is full, earlier: a new claim then evicts the
+/// oldest completed id of that shard.
 /// **An evicted id is no longer recognised as a duplicate**: if Knolyx retransmitted it,
 /// the handler would run again. Size the capacity for the number of events you receive in
 /// the retention window (72 hours by default). Ids in progress are never evicted: when a
 /// shard is full of them, a claim fails with [`StoreErrorKind::Full`] and the pipeline
 /// answers 503, so that Knolyx retries later instead of losing the event.
 ///
-/// Ids are kept as 128-bit keyed SipHash digests (keys chosen at random per store), not as
-/// text: memory per id is small and independent of the id's length. Two distinct ids
-/// collide with probability about n²/2¹²⁹ — nil in practice.
+/// Ids are kept as keyed SipHash digests (keys chosen at random per store), not as text:
+/// memory per id is small (about 40 to 55 bytes) and independent of the id's length. Should
+/// two ids' digests collide in a shard (odds of about 1 in 10¹³ at a million ids), the
+/// earlier id is forgotten, so the worst case is a duplicate run, never a dropped event.
 ///
 /// ```
 /// use knolyx_webhook_core::store::MemoryStore;
@@ -163,16 +167,24 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn key(&self, id: &str) -> Key {
+    fn key(&self, id: &str) -> (Key, usize) {
         let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
         h.write(id.as_bytes());
         let h = h.finish128();
-        Key(h.h1, h.h2)
+        // h1 is the map key (and the bucket hash), the low half of h2 a check, and its high
+        // half picks the shard: 96 bits tell ids apart within a shard.
+        let shard = ((h.h2 >> 32) % self.shards.len() as u64) as usize;
+        (
+            Key {
+                hash: h.h1,
+                check: h.h2 as u32,
+            },
+            shard,
+        )
     }
 
-    fn shard(&self, key: Key) -> MutexGuard<'_, Shard> {
-        // h2 picks the shard, h1 the bucket within it: independent bits.
-        lock(&self.shards[(key.1 % self.shards.len() as u64) as usize])
+    fn shard(&self, index: usize) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[index])
     }
 
     fn now(&self) -> u64 {
@@ -192,13 +204,29 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A 128-bit digest of a message id.
+/// Retention expiries are kept in tenths of a second since the store's epoch, rounded up
+/// (so an id is never forgotten early), in 32 bits: 13 years.
+const TICK_MS: u64 = 100;
+
+fn ticks_until(now_ms: u64, retention: Duration) -> u32 {
+    let until_ms = now_ms.saturating_add(millis(retention));
+    u32::try_from(until_ms.div_ceil(TICK_MS)).unwrap_or(u32::MAX)
+}
+
+fn tick_expired(until: u32, now_ms: u64) -> bool {
+    u64::from(until) * TICK_MS <= now_ms
+}
+
+/// A 96-bit digest of a message id (with the shard's bits, more).
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Key(u64, u64);
+struct Key {
+    hash: u64,
+    check: u32,
+}
 
 impl std::hash::Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0);
+        state.write_u64(self.hash);
     }
 }
 
@@ -222,16 +250,33 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type FastMap<V> = HashMap<Key, V, BuildHasherDefault<IdentityHasher>>;
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdentityHasher>>;
+
+/// A completed id: its check bits and its expiry. 8 bytes, so that a map entry (with its
+/// 8-byte hash as the key) is 16.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Done {
+    check: u32,
+    until: u32,
+}
+
+/// An entry of the completion order: 16 bytes.
+#[derive(Clone, Copy)]
+struct Queued {
+    hash: u64,
+    done: Done,
+}
 
 struct Shard {
-    /// Completed ids and when their retention expires (ms since the store's epoch).
-    completed: FastMap<u64>,
-    /// Completed ids in the order they completed, with their expiry, for expiry and
-    /// eviction; an entry whose expiry differs from the map's is stale and skipped.
-    order: VecDeque<(Key, u64)>,
-    /// Ids in progress: owner and lease expiry.
-    in_progress: FastMap<(OwnerToken, u64)>,
+    /// Completed ids, by the 64-bit part of their key. Two ids whose 64-bit parts collide
+    /// (about once in 10¹³ pairs) share a slot and the later replaces the earlier: the
+    /// earlier is forgotten, never mistaken for the later.
+    completed: FastMap<u64, Done>,
+    /// Completed ids in the order they completed, for expiry and eviction; an entry that no
+    /// longer matches the map is stale and skipped.
+    order: VecDeque<Queued>,
+    /// Ids in progress: owner and lease expiry (ms). Few at a time.
+    in_progress: FastMap<Key, (OwnerToken, u64)>,
     /// When `in_progress` reaches this size, expired leases are swept.
     sweep_at: usize,
 }
@@ -246,17 +291,25 @@ impl Shard {
         }
     }
 
+    fn completed_until(&self, key: &Key) -> Option<u32> {
+        match self.completed.get(&key.hash) {
+            Some(done) if done.check == key.check => Some(done.until),
+            _ => None,
+        }
+    }
+
+    fn is_current(&self, q: &Queued) -> bool {
+        self.completed.get(&q.hash) == Some(&q.done)
+    }
+
     /// Drops completed ids whose retention expired, oldest first.
     fn expire(&mut self, now: u64) {
-        while let Some(&(key, expiry)) = self.order.front() {
-            match self.completed.get(&key) {
-                Some(&current) if current == expiry => {
-                    if expiry > now {
-                        break;
-                    }
-                    self.completed.remove(&key);
+        while let Some(q) = self.order.front().copied() {
+            if self.is_current(&q) {
+                if !tick_expired(q.done.until, now) {
+                    break;
                 }
-                _ => {} // stale: the id was reclaimed or evicted since
+                self.completed.remove(&q.hash);
             }
             self.order.pop_front();
         }
@@ -264,9 +317,9 @@ impl Shard {
 
     /// Evicts the oldest completed id. Returns false when there is none.
     fn evict_oldest(&mut self) -> bool {
-        while let Some((key, expiry)) = self.order.pop_front() {
-            if self.completed.get(&key) == Some(&expiry) {
-                self.completed.remove(&key);
+        while let Some(q) = self.order.pop_front() {
+            if self.is_current(&q) {
+                self.completed.remove(&q.hash);
                 return true;
             }
         }
@@ -293,20 +346,20 @@ impl IdempotencyStore for MemoryStore {
         owner: OwnerToken,
         lease: Duration,
     ) -> StoreResult<ClaimOutcome> {
-        let key = self.key(id);
+        let (key, index) = self.key(id);
         let now = self.now();
-        let mut shard = self.shard(key);
+        let mut shard = self.shard(index);
         if let Some(&(_, until)) = shard.in_progress.get(&key) {
             if until > now {
                 return Ok(ClaimOutcome::InProgress);
             }
             shard.in_progress.remove(&key); // expired lease: taken over below
         }
-        if let Some(&until) = shard.completed.get(&key) {
-            if until > now {
+        if let Some(until) = shard.completed_until(&key) {
+            if !tick_expired(until, now) {
                 return Ok(ClaimOutcome::Completed);
             }
-            shard.completed.remove(&key);
+            shard.completed.remove(&key.hash);
         }
         shard.expire(now);
         shard.sweep_leases(now);
@@ -331,23 +384,29 @@ impl IdempotencyStore for MemoryStore {
         owner: OwnerToken,
         retention: Duration,
     ) -> StoreResult<SettleOutcome> {
-        let key = self.key(id);
+        let (key, index) = self.key(id);
         let now = self.now();
-        let mut shard = self.shard(key);
+        let mut shard = self.shard(index);
         if !shard.owned(&key, owner, now) {
             return Ok(SettleOutcome::NotOwner);
         }
         shard.in_progress.remove(&key);
-        let until = now.saturating_add(millis(retention));
-        shard.completed.insert(key, until);
-        shard.order.push_back((key, until));
+        let done = Done {
+            check: key.check,
+            until: ticks_until(now, retention),
+        };
+        shard.completed.insert(key.hash, done);
+        shard.order.push_back(Queued {
+            hash: key.hash,
+            done,
+        });
         Ok(SettleOutcome::Settled)
     }
 
     async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
-        let key = self.key(id);
+        let (key, index) = self.key(id);
         let now = self.now();
-        let mut shard = self.shard(key);
+        let mut shard = self.shard(index);
         if !shard.owned(&key, owner, now) {
             return Ok(SettleOutcome::NotOwner);
         }

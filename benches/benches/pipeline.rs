@@ -1,0 +1,60 @@
+//! Per delivery, on each of the five fixtures: the whole pipeline (verify, parse, claim,
+//! complete on the memory store) against a bare `serde_json::from_slice::<Value>` of the
+//! same bytes and against the typed parse alone.
+//!
+//! Target (DESIGN.md): pipeline ≤ 1.0× the untyped parse.
+//!
+//! ```sh
+//! cargo bench -p knolyx-webhook-benches --bench pipeline
+//! ```
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use http::Method;
+use knolyx_webhook_benches::{FreshIds, TOKEN, fixtures, headers, now};
+use knolyx_webhook_core::store::MemoryStore;
+use knolyx_webhook_core::{Accepted, WebhookEvent, WebhookReceiver};
+
+fn pipeline(c: &mut Criterion) {
+    let receiver = WebhookReceiver::builder()
+        .token(TOKEN)
+        .store(MemoryStore::new())
+        .build()
+        .expect("valid configuration");
+    let headers = headers();
+    for (name, body) in fixtures() {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function("serde_json::Value", |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap())
+        });
+        group.bench_function("typed parse", |b| {
+            b.iter(|| WebhookEvent::from_slice(black_box(body)).unwrap())
+        });
+        let mut ids = FreshIds::new(body);
+        group.bench_function("pipeline", |b| {
+            b.iter_batched(
+                || ids.next_body(),
+                |body| {
+                    match now(receiver.receive(&Method::PUT, &headers, body)) {
+                        Ok(Accepted::Deliver(delivery)) => {
+                            let (event, settlement) = delivery.into_parts();
+                            black_box(&event);
+                            now(settlement.settle(200));
+                        }
+                        Ok(Accepted::Answered(answer)) => {
+                            black_box(answer);
+                        }
+                        Err(rejection) => panic!("{rejection}"),
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

@@ -1,0 +1,78 @@
+//! Shared pieces of the benchmarks: the fixtures with fresh ids, and a way to run the
+//! memory store's futures (which never wait) without a runtime's overhead.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use knolyx_webhook_core::testing::FIXTURES;
+
+/// The token the benchmarks configure and send.
+pub const TOKEN: &str = "bench-token-4c1a9e2f7b";
+
+/// Headers carrying [`TOKEN`].
+pub fn headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-webhook-security-token",
+        HeaderValue::from_static(TOKEN),
+    );
+    headers
+}
+
+/// The five fixtures as `(type, body)`.
+pub fn fixtures() -> impl Iterator<Item = (&'static str, &'static [u8])> {
+    FIXTURES.iter().copied()
+}
+
+/// Makes bodies of one fixture, each with a distinct id of the same length as the original
+/// (so every delivery is a first delivery, and the bytes parsed are the same size).
+#[derive(Debug)]
+pub struct FreshIds {
+    template: Vec<u8>,
+    id_at: usize,
+    id_len: usize,
+    next: u64,
+}
+
+impl FreshIds {
+    /// Bodies made from `fixture`, whose `"id"` is a 36-character UUID.
+    pub fn new(fixture: &[u8]) -> Self {
+        let value: serde_json::Value = serde_json::from_slice(fixture).expect("fixture is JSON");
+        let id = value["id"].as_str().expect("fixture has an id").to_owned();
+        let id_at = find(fixture, id.as_bytes()).expect("id appears in the fixture");
+        Self {
+            template: fixture.to_vec(),
+            id_at,
+            id_len: id.len(),
+            next: 0,
+        }
+    }
+
+    /// The next body, with an id never used before by this generator.
+    pub fn next_body(&mut self) -> Bytes {
+        self.next += 1;
+        let mut body = self.template.clone();
+        let digits = format!("{:0width$x}", self.next, width = self.id_len);
+        body[self.id_at..self.id_at + self.id_len]
+            .copy_from_slice(&digits.as_bytes()[digits.len() - self.id_len..]);
+        Bytes::from(body)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Runs a future that completes without waiting (the memory store's), panicking if it
+/// would wait.
+pub fn now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the future waited: use a runtime"),
+    }
+}

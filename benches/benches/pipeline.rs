@@ -36,18 +36,16 @@ fn pipeline(c: &mut Criterion) {
         group.bench_function("pipeline", |b| {
             b.iter_batched(
                 || ids.next_body(),
-                |body| {
-                    match now(receiver.receive(&Method::PUT, &headers, body)) {
-                        Ok(Accepted::Deliver(delivery)) => {
-                            let (event, settlement) = delivery.into_parts();
-                            black_box(&event);
-                            now(settlement.settle(200));
-                        }
-                        Ok(Accepted::Answered(answer)) => {
-                            black_box(answer);
-                        }
-                        Err(rejection) => panic!("{rejection}"),
+                |body| match now(receiver.receive(&Method::PUT, &headers, body)) {
+                    Ok(Accepted::Deliver(delivery)) => {
+                        let (event, settlement) = delivery.into_parts();
+                        black_box(&event);
+                        now(settlement.settle(200));
                     }
+                    Ok(Accepted::Answered(answer)) => {
+                        black_box(answer);
+                    }
+                    Err(rejection) => panic!("{rejection}"),
                 },
                 BatchSize::SmallInput,
             )

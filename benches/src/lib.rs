@@ -15,10 +15,7 @@ pub const TOKEN: &str = "bench-token-4c1a9e2f7b";
 /// Headers carrying [`TOKEN`].
 pub fn headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-webhook-security-token",
-        HeaderValue::from_static(TOKEN),
-    );
+    headers.insert("x-webhook-security-token", HeaderValue::from_static(TOKEN));
     headers
 }
 

@@ -58,9 +58,10 @@ use serde_json::value::RawValue;
 /// The longest message id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 255;
 
-/// The deepest nesting of arrays and objects accepted anywhere in a body (serde_json's own
-/// limit for typed data). Deeper bodies are malformed, even where the nesting would
-/// otherwise be skipped as an unknown field.
+/// The deepest nesting of arrays and objects accepted in the raw `data` of an
+/// [`Event::Unknown`] (serde_json's own limit for typed data), so that a handler decoding it
+/// never meets a nesting its parser refuses. Typed data is bounded by serde_json itself, and
+/// unknown fields are skipped without recursion, whatever their depth.
 pub const MAX_DEPTH: usize = 128;
 
 /// Event type names as Knolyx sends them in the envelope's `type` field.
@@ -316,6 +317,12 @@ impl Event {
             types::COURSE_PAYMENT_RECEIVED => Event::CoursePaymentReceived(typed(data_text)?),
             types::BUNDLE_PAYMENT_RECEIVED => Event::BundlePaymentReceived(typed(data_text)?),
             other => {
+                if !depth_within(data_text.as_bytes(), MAX_DEPTH) {
+                    return Err(ParseError::bare(
+                        ParseErrorKind::Malformed,
+                        "event data nested too deeply",
+                    ));
+                }
                 let data = match (unwrapped, data) {
                     (Some(inner), _) => RawValue::from_string(inner.into_owned())
                         .map_err(|e| ParseError::new(ParseErrorKind::InvalidData, e))?,
@@ -441,12 +448,40 @@ impl WebhookEvent {
     /// Parses a body; with `lenient_data`, a known type whose data does not fit its shape
     /// becomes [`Event::Unknown`] instead of an error.
     pub(crate) fn parse(body: Bytes, lenient_data: bool) -> Result<Self, ParseError> {
+        // Fast path: one pass over the body, typing `data` as it is read when `type` comes
+        // before it (as Knolyx sends it). Anything unusual (escapes in the id, `data` as a
+        // string, an error of any kind) takes the exact path below, which decides the error.
+        if let Ok(fast) = serde_json::from_slice::<fast::Envelope<'_>>(&body) {
+            if check_id(fast.id).is_ok() && !fast.event_type.is_empty() {
+                let event = match fast.data {
+                    Some(fast::Data::Typed(event)) => Some(event),
+                    Some(fast::Data::Raw(raw)) => {
+                        Event::from_parts(fast.event_type, Some(raw)).ok()
+                    }
+                    None => Event::from_parts(fast.event_type, None).ok(),
+                };
+                if let Some(event) = event {
+                    let id = fast.id.to_owned();
+                    return Ok(Self {
+                        id,
+                        event,
+                        raw: body,
+                    });
+                }
+            }
+        }
         let (id, event) = {
             let envelope = parse_envelope(&body)?;
             let event = match Event::from_parts(&envelope.event_type, envelope.data) {
                 Ok(event) => event,
                 Err(e) if lenient_data && e.kind() == ParseErrorKind::InvalidData => {
                     let data = envelope.data.map_or("null", RawValue::get);
+                    if !depth_within(data.as_bytes(), MAX_DEPTH) {
+                        return Err(ParseError::bare(
+                            ParseErrorKind::Malformed,
+                            "event data nested too deeply",
+                        ));
+                    }
                     Event::Unknown(
                         UnknownEvent::new(envelope.event_type.as_ref(), data)
                             .map_err(|e| ParseError::new(ParseErrorKind::InvalidData, e))?,
@@ -514,12 +549,6 @@ impl WebhookEvent {
 
 /// Parses the envelope alone. `id` and `type` must be strings; `data` is kept raw.
 fn parse_envelope(body: &[u8]) -> Result<Envelope<'_>, ParseError> {
-    if !depth_within(body, MAX_DEPTH) {
-        return Err(ParseError::bare(
-            ParseErrorKind::Malformed,
-            "JSON nested too deeply",
-        ));
-    }
     let envelope: Envelope<'_> =
         serde_json::from_slice(body).map_err(|e| ParseError::new(ParseErrorKind::Malformed, e))?;
     check_id(&envelope.id)?;
@@ -682,6 +711,93 @@ impl std::error::Error for ParseError {
     }
 }
 
+/// The one-pass envelope parser of the fast path.
+mod fast {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+    use serde_json::value::RawValue;
+
+    use super::{BundleData, CourseData, Event, PingData, types};
+
+    pub(super) enum Data<'a> {
+        Typed(Event),
+        Raw(&'a RawValue),
+    }
+
+    pub(super) struct Envelope<'a> {
+        pub(super) id: &'a str,
+        pub(super) event_type: &'a str,
+        pub(super) data: Option<Data<'a>>,
+    }
+
+    /// Types `data` by an event type already read.
+    struct TypedData<'t>(&'t str);
+
+    impl<'de> DeserializeSeed<'de> for TypedData<'_> {
+        type Value = Data<'de>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            Ok(Data::Typed(match self.0 {
+                types::PING => Event::Ping(PingData::deserialize(d)?),
+                types::COURSE_COMPLETED => Event::CourseCompleted(CourseData::deserialize(d)?),
+                types::COURSE_STARTED => Event::CourseStarted(CourseData::deserialize(d)?),
+                types::COURSE_PAYMENT_RECEIVED => {
+                    Event::CoursePaymentReceived(CourseData::deserialize(d)?)
+                }
+                types::BUNDLE_PAYMENT_RECEIVED => {
+                    Event::BundlePaymentReceived(BundleData::deserialize(d)?)
+                }
+                _ => return Ok(Data::Raw(<&RawValue>::deserialize(d)?)),
+            }))
+        }
+    }
+
+    struct EnvelopeVisitor;
+
+    impl<'de> Visitor<'de> for EnvelopeVisitor {
+        type Value = Envelope<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a webhook envelope")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut id, mut event_type, mut data) = (None, None, None);
+            while let Some(key) = map.next_key::<&'de str>()? {
+                match key {
+                    "id" if id.is_none() => id = Some(map.next_value::<&'de str>()?),
+                    "type" if event_type.is_none() => {
+                        event_type = Some(map.next_value::<&'de str>()?)
+                    }
+                    "data" if data.is_none() => {
+                        data = Some(match event_type {
+                            Some(t) => map.next_value_seed(TypedData(t))?,
+                            None => Data::Raw(map.next_value::<&'de RawValue>()?),
+                        })
+                    }
+                    "id" | "type" | "data" => return Err(de::Error::duplicate_field("id")),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Envelope {
+                id: id.ok_or_else(|| de::Error::missing_field("id"))?,
+                event_type: event_type.ok_or_else(|| de::Error::missing_field("type"))?,
+                data,
+            })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Envelope<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(EnvelopeVisitor)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,6 +837,27 @@ mod tests {
             panic!()
         };
         assert_eq!(u.data_json(), r#""hello""#);
+    }
+
+    #[test]
+    fn fast_and_exact_paths_agree() {
+        let bodies: [&[u8]; 6] = [
+            br#"{"id":"a","type":"COURSE_STARTED","data":{"user":{"id":1,"name":"n","email":"e"},"course":{"id":2,"name":"c"}}}"#,
+            br#"{"data":{"user":{"id":1,"name":"n","email":"e"},"course":{"id":2,"name":"c"}},"type":"COURSE_STARTED","id":"a"}"#,
+            br#"{"id":"ab","type":"COURSE_STARTED","data":{"user":{"id":1,"name":"n","email":"e"},"course":{"id":2,"name":"c"}}}"#,
+            br#"{"id":"a","type":"PING","data":null}"#,
+            br#"{"id":"a","type":"NEW","data":{"k":[1,{"z":null}]},"more":1}"#,
+            br#"{"id":"a","type":"BUNDLE_PAYMENT_RECEIVED","data":{"user":{"id":1,"name":"n","email":"e"},"bundle":{"id":3,"slug":"s","name":"b"}}}"#,
+        ];
+        for body in bodies {
+            let fast = WebhookEvent::from_slice(body).unwrap();
+            let envelope = parse_envelope(body).unwrap();
+            let exact = Event::from_parts(&envelope.event_type, envelope.data).unwrap();
+            assert_eq!(fast.event(), &exact, "{}", String::from_utf8_lossy(body));
+            assert_eq!(fast.id(), envelope.id);
+        }
+        // Duplicate fields are refused by both.
+        assert!(WebhookEvent::from_slice(br#"{"id":"a","type":"PING","type":"PING"}"#).is_err());
     }
 
     #[test]

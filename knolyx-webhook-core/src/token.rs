@@ -2,10 +2,13 @@
 //!
 //! Knolyx sends the token chosen when the webhook was registered in the
 //! `X-Webhook-Security-Token` header of every delivery. The verifier accepts one or more
-//! tokens (so a token can be rotated without downtime) and compares SHA-256 digests of the
-//! presented and the expected tokens in constant time with [`subtle`]: the time taken
+//! tokens (so a token can be rotated without downtime) and compares fixed-size digests of
+//! the presented and the expected tokens in constant time with [`subtle`]: the time taken
 //! depends neither on where the first differing byte is nor on the length of any expected
-//! token.
+//! token. The digest is SipHash-2-4 with 128-bit output under a key drawn at random for
+//! each verifier: a keyed pseudo-random function, so a digest (or its comparison's timing)
+//! tells nothing about the token, and no presented token can be crafted to match another's
+//! digest without the key. It costs a few dozen nanoseconds where SHA-256 costs hundreds.
 //!
 //! ```
 //! use knolyx_webhook_core::token::{SecretToken, TokenVerifier};
@@ -26,7 +29,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
+use std::hash::Hasher as _;
+
+use siphasher::sip128::{Hasher128, SipHasher24};
 use subtle::ConstantTimeEq;
 
 /// The name of the header that carries the token.
@@ -119,7 +124,8 @@ impl std::error::Error for InvalidToken {}
 /// Checks presented tokens against one or more accepted tokens, in constant time.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    digests: Arc<[[u8; 32]]>,
+    key: (u64, u64),
+    digests: Arc<[[u8; 16]]>,
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -133,14 +139,16 @@ impl fmt::Debug for TokenVerifier {
 impl TokenVerifier {
     /// A verifier accepting each of `tokens`; at least one is required.
     pub fn new(tokens: impl IntoIterator<Item = SecretToken>) -> Result<Self, InvalidToken> {
-        let digests: Vec<[u8; 32]> = tokens
+        let key = random_key();
+        let digests: Vec<[u8; 16]> = tokens
             .into_iter()
-            .map(|t| digest(t.expose_secret().as_bytes()))
+            .map(|t| digest(key, t.expose_secret().as_bytes()))
             .collect();
         if digests.is_empty() {
             return Err(InvalidToken::NoTokens);
         }
         Ok(Self {
+            key,
             digests: digests.into(),
         })
     }
@@ -164,7 +172,7 @@ impl TokenVerifier {
         if presented.is_empty() {
             return false;
         }
-        let presented = digest(presented);
+        let presented = digest(self.key, presented);
         let mut matched = subtle::Choice::from(0u8);
         for expected in self.digests.iter() {
             matched |= expected.ct_eq(&presented);
@@ -173,8 +181,28 @@ impl TokenVerifier {
     }
 }
 
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+fn digest(key: (u64, u64), bytes: &[u8]) -> [u8; 16] {
+    let mut hasher = SipHasher24::new_with_keys(key.0, key.1);
+    hasher.write(bytes);
+    hasher.finish128().as_bytes()
+}
+
+fn random_key() -> (u64, u64) {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: a per-process key from the clock and the address space is weaker
+        // against offline analysis, but comparisons stay constant-time and exact.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let here = &bytes as *const _ as usize as u128;
+        bytes = (nanos ^ (here << 64)).to_le_bytes();
+    }
+    let (a, b) = bytes.split_at(8);
+    (
+        u64::from_le_bytes(a.try_into().unwrap_or_default()),
+        u64::from_le_bytes(b.try_into().unwrap_or_default()),
+    )
 }
 
 #[cfg(test)]

@@ -59,7 +59,10 @@ fn memory_per_id(n: u64) -> (f64, f64) {
     let store = MemoryStore::builder().capacity(n as usize * 5 / 4).build();
     for id in &ids {
         let owner = OwnerToken::generate();
-        assert_eq!(now(store.claim(id, owner, LEASE)).unwrap(), ClaimOutcome::Claimed);
+        assert_eq!(
+            now(store.claim(id, owner, LEASE)).unwrap(),
+            ClaimOutcome::Claimed
+        );
         now(store.complete(id, owner, RETENTION)).unwrap();
     }
     let ours = (heap_bytes() - before) as f64 / n as f64;
@@ -93,7 +96,10 @@ fn throughput(threads: u64, per_thread: u64, naive: bool) -> f64 {
                         assert!(naive_store.claim_complete(id));
                     } else {
                         let owner = OwnerToken::generate();
-                        assert_eq!(now(store.claim(id, owner, LEASE)).unwrap(), ClaimOutcome::Claimed);
+                        assert_eq!(
+                            now(store.claim(id, owner, LEASE)).unwrap(),
+                            ClaimOutcome::Claimed
+                        );
                         now(store.complete(id, owner, RETENTION)).unwrap();
                     }
                 }
@@ -107,7 +113,9 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 100_000 } else { 1_000_000 };
     let (ours, naive) = memory_per_id(n);
-    println!("memory at {n} ids: MemoryStore {ours:.1} B/id, naive Mutex<HashMap<String,_>> {naive:.1} B/id (target <= 64)");
+    println!(
+        "memory at {n} ids: MemoryStore {ours:.1} B/id, naive Mutex<HashMap<String,_>> {naive:.1} B/id (target <= 64)"
+    );
 
     let per_thread = if quick { 100_000 } else { 500_000 };
     let mut results = Vec::new();
@@ -126,6 +134,10 @@ fn main() {
     let scaling = results[1] / results[0];
     println!(
         "summary: {ours:.1} B/id ({}), 2-thread/1-thread scaling {scaling:.2}x",
-        if ours <= 64.0 { "meets <= 64" } else { "MISSES <= 64" }
+        if ours <= 64.0 {
+            "meets <= 64"
+        } else {
+            "MISSES <= 64"
+        }
     );
 }

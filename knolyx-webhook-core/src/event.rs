@@ -451,23 +451,21 @@ impl WebhookEvent {
         // Fast path: one pass over the body, typing `data` as it is read when `type` comes
         // before it (as Knolyx sends it). Anything unusual (escapes in the id, `data` as a
         // string, an error of any kind) takes the exact path below, which decides the error.
-        if let Ok(fast) = serde_json::from_slice::<fast::Envelope<'_>>(&body) {
-            if check_id(fast.id).is_ok() && !fast.event_type.is_empty() {
-                let event = match fast.data {
-                    Some(fast::Data::Typed(event)) => Some(event),
-                    Some(fast::Data::Raw(raw)) => {
-                        Event::from_parts(fast.event_type, Some(raw)).ok()
-                    }
-                    None => Event::from_parts(fast.event_type, None).ok(),
-                };
-                if let Some(event) = event {
-                    let id = fast.id.to_owned();
-                    return Ok(Self {
-                        id,
-                        event,
-                        raw: body,
-                    });
-                }
+        if let Ok(fast) = serde_json::from_slice::<fast::Envelope<'_>>(&body)
+            && check_id(fast.id).is_ok()
+            && !fast.event_type.is_empty()
+        {
+            let event = match fast.data {
+                Some(fast::Data::Typed(event)) => Some(event),
+                Some(fast::Data::Raw(raw)) => Event::from_parts(fast.event_type, Some(raw)).ok(),
+                None => Event::from_parts(fast.event_type, None).ok(),
+            };
+            if let Some(event) = event {
+                return Ok(Self {
+                    id: fast.id.to_owned(),
+                    event,
+                    raw: body,
+                });
             }
         }
         let (id, event) = {

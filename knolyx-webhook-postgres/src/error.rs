@@ -1,0 +1,71 @@
+//! How sqlx errors become [`StoreError`]s.
+
+use std::time::Duration;
+
+use knolyx_webhook_core::store::{StoreError, StoreErrorKind};
+
+/// Maps a sqlx error to a store error of the right kind, keeping it as the source.
+pub(crate) fn map(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::unavailable(err),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // query_canceled: statement_timeout or a cancel request.
+            Some("57014") => StoreError::new(
+                StoreErrorKind::Timeout,
+                "postgres cancelled the statement",
+                Some(err.into()),
+            ),
+            // connection_exception (08…), admin/crash shutdown, cannot_connect_now,
+            // too_many_connections, read_only_sql_transaction (a standby).
+            Some(code)
+                if code.starts_with("08")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25006") =>
+            {
+                StoreError::unavailable(err)
+            }
+            _ => StoreError::backend(err),
+        },
+        _ => StoreError::backend(err),
+    }
+}
+
+/// Runs `fut` within `limit`, mapping its error and a timeout.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(map(err)),
+        Err(_) => Err(StoreError::timeout(limit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_errors_are_unavailable_and_keep_their_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = map(sqlx::Error::Io(io));
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+        assert!(std::error::Error::source(&err).is_some());
+        assert_eq!(
+            map(sqlx::Error::PoolTimedOut).kind(),
+            StoreErrorKind::Unavailable
+        );
+    }
+
+    #[test]
+    fn other_errors_are_backend_errors() {
+        assert_eq!(
+            map(sqlx::Error::RowNotFound).kind(),
+            StoreErrorKind::Backend
+        );
+    }
+}

@@ -1,0 +1,139 @@
+use std::time::{Duration, Instant};
+
+use knolyx_webhook_core::store::{
+    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreErrorKind,
+};
+use knolyx_webhook_postgres::PostgresStore;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::support::{Proxy, database_url, drop_table, pool, unique_table};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn assert_unreachable(kind: StoreErrorKind) {
+    assert!(
+        matches!(kind, StoreErrorKind::Unavailable | StoreErrorKind::Timeout),
+        "expected Unavailable or Timeout, got {kind:?}"
+    );
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_wrong_port_fails_quickly_with_unavailable_or_timeout() {
+    let Some(url) = database_url() else { return };
+    let port = free_port();
+    let proxy_less = {
+        let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+        options.host("127.0.0.1").port(port)
+    };
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy_with(proxy_less.clone());
+    let store = PostgresStore::builder(pool)
+        .operation_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = store
+            .claim("id", OwnerToken::generate(), MINUTE)
+            .await
+            .expect_err("nothing listens there");
+        assert_unreachable(err.kind());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    let bad_url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let started = Instant::now();
+    let err = PostgresStore::connect(&bad_url)
+        .await
+        .expect_err("nothing listens there");
+    assert_unreachable(err.kind());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Cut the connection to the database under a live store (a proxy stopped: connections
+/// closed, new ones refused), see the store fail fast, restore it on the same port, and
+/// see the same store (and pool) work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_recovers_when_the_database_comes_back() {
+    let Some(url) = database_url() else { return };
+    let direct = pool(&url).await;
+    let table = unique_table("recover");
+    let mut proxy = Proxy::start(&url).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_with(proxy.options(&url))
+        .await
+        .expect("connect through the proxy");
+    let store = PostgresStore::builder(pool)
+        .table(&table)
+        .operation_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    store.migrate().await.expect("migrate");
+    let owner = OwnerToken::generate();
+    assert_eq!(
+        store.claim("before", owner, MINUTE).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+
+    proxy.stop().await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = store
+            .claim("during", OwnerToken::generate(), MINUTE)
+            .await
+            .expect_err("the database is unreachable");
+        assert_unreachable(err.kind());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    proxy.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let owner = OwnerToken::generate();
+    let outcome = loop {
+        match store.claim("after", owner, MINUTE).await {
+            Ok(outcome) => break outcome,
+            Err(err) => {
+                assert_unreachable(err.kind());
+                assert!(
+                    Instant::now() < deadline,
+                    "the store did not recover: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(outcome, ClaimOutcome::Claimed);
+    assert_eq!(
+        store.complete("after", owner, MINUTE).await.unwrap(),
+        SettleOutcome::Settled
+    );
+    assert_eq!(
+        store
+            .claim("before", OwnerToken::generate(), MINUTE)
+            .await
+            .unwrap(),
+        ClaimOutcome::InProgress,
+        "what was written before the outage is still there"
+    );
+    drop_table(&direct, &table).await;
+}

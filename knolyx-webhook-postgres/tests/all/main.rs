@@ -1,0 +1,7 @@
+//! Tests of the PostgreSQL store against a real server (`KNOLYX_TEST_DATABASE_URL`), each
+//! in its own table; the failure tests go through a proxy they can stop.
+
+mod behaviour;
+mod conformance;
+mod failure;
+mod support;

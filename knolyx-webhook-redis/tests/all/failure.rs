@@ -1,0 +1,123 @@
+use std::time::{Duration, Instant};
+
+use knolyx_webhook_core::store::{
+    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreErrorKind,
+};
+use knolyx_webhook_redis::RedisStore;
+
+use crate::support::{PrivateRedis, free_port, redis_url};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn assert_unreachable(kind: StoreErrorKind) {
+    assert!(
+        matches!(kind, StoreErrorKind::Unavailable | StoreErrorKind::Timeout),
+        "expected Unavailable or Timeout, got {kind:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_port_fails_quickly_with_unavailable_or_timeout() {
+    // Needs no server: runs even without KNOLYX_TEST_REDIS_URL.
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+
+    // Lazy: the application starts; each operation fails within its limit.
+    let store = RedisStore::builder()
+        .operation_timeout(Duration::from_millis(500))
+        .connection_timeout(Duration::from_millis(200))
+        .connect_lazy(&url)
+        .expect("a lazy store does not connect");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = store
+            .claim("id", OwnerToken::generate(), MINUTE)
+            .await
+            .expect_err("nothing listens there");
+        assert_unreachable(err.kind());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    // Eager: connecting fails, with the connection error as its source.
+    let started = Instant::now();
+    let err = RedisStore::builder()
+        .connection_timeout(Duration::from_millis(200))
+        .reconnect_retries(0)
+        .connect(&url)
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Kill the server under a live store, see the store fail fast, start the server again on
+/// the same port, and see the same store work again: the connection manager reconnects.
+#[tokio::test]
+async fn the_store_recovers_when_redis_comes_back() {
+    let Some(_) = redis_url() else { return };
+    let mut server = PrivateRedis::start().await;
+    let store = RedisStore::builder()
+        .operation_timeout(Duration::from_millis(500))
+        .connection_timeout(Duration::from_millis(200))
+        .connect(&server.url())
+        .await
+        .expect("connect to the private server");
+    let owner = OwnerToken::generate();
+    assert_eq!(
+        store.claim("before", owner, MINUTE).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+
+    server.kill();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = store
+            .claim("during", OwnerToken::generate(), MINUTE)
+            .await
+            .expect_err("the server is down");
+        assert_unreachable(err.kind());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    server.restart().await;
+    // Bounded: the manager's reconnection backoff is capped at 1 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let owner = OwnerToken::generate();
+    let outcome = loop {
+        match store.claim("after", owner, MINUTE).await {
+            Ok(outcome) => break outcome,
+            Err(err) => {
+                assert_unreachable(err.kind());
+                assert!(
+                    Instant::now() < deadline,
+                    "the store did not recover: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(outcome, ClaimOutcome::Claimed);
+    assert_eq!(
+        store.complete("after", owner, MINUTE).await.unwrap(),
+        SettleOutcome::Settled
+    );
+    assert_eq!(
+        store
+            .claim("after", OwnerToken::generate(), MINUTE)
+            .await
+            .unwrap(),
+        ClaimOutcome::Completed
+    );
+}

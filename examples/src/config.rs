@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use knolyx_webhook_core::store::{IdempotencyStore, MemoryStore};
 use knolyx_webhook_core::{SecretToken, WebhookReceiver};
+use knolyx_webhook_postgres::PostgresStore;
+use knolyx_webhook_redis::RedisStore;
 
 /// The route every example receiver serves.
 pub const ROUTE: &str = "/webhooks/knolyx";
@@ -53,20 +55,39 @@ impl StoreChoice {
         }
     }
 
-    /// Connects the chosen store.
+    /// Connects the chosen store (for PostgreSQL, also creates its table if missing).
+    ///
+    /// A store that cannot be reached at start-up is a configuration error: the receiver
+    /// refuses to start, saying why. Once started, an outage only makes deliveries answer
+    /// 503 (Knolyx retries them) until the store is back: no restart needed.
     pub async fn connect(&self) -> Result<Arc<dyn IdempotencyStore>, ConfigError> {
+        let unreachable = |kind: &str, e: &dyn std::error::Error| {
+            let mut text = format!("cannot use KNOLYX_WEBHOOK_STORE ({kind}): {e}");
+            let mut source = e.source();
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            ConfigError(text)
+        };
         match self {
             StoreChoice::Memory => Ok(Arc::new(MemoryStore::new())),
-            StoreChoice::Redis(_) => Err(ConfigError(
-                "KNOLYX_WEBHOOK_STORE=redis://… is not supported yet: it arrives with the \
-                 knolyx-webhook-redis crate; use `memory`"
-                    .into(),
-            )),
-            StoreChoice::Postgres(_) => Err(ConfigError(
-                "KNOLYX_WEBHOOK_STORE=postgres://… is not supported yet: it arrives with the \
-                 knolyx-webhook-postgres crate; use `memory`"
-                    .into(),
-            )),
+            StoreChoice::Redis(url) => {
+                let store = RedisStore::connect(url)
+                    .await
+                    .map_err(|e| unreachable("redis", &e))?;
+                Ok(Arc::new(store))
+            }
+            StoreChoice::Postgres(url) => {
+                let store = PostgresStore::connect(url)
+                    .await
+                    .map_err(|e| unreachable("postgres", &e))?;
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| unreachable("postgres", &e))?;
+                Ok(Arc::new(store))
+            }
         }
     }
 }

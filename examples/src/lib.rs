@@ -5,6 +5,8 @@
 //! The receivers themselves (`axum-receiver`, `actix-receiver`) are thin binaries over the
 //! modules here, so that the demo and the tests can start them in-process.
 
+pub mod actix_receiver;
+pub mod axum_receiver;
 pub mod config;
 pub mod handler;
 

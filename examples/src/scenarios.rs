@@ -202,6 +202,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The lines the handler printed, in order.
     pub lines: Vec<String>,
+    /// The prefix of this run's message ids.
+    pub id_prefix: String,
 }
 
 impl Report {
@@ -250,6 +252,15 @@ impl Report {
         out
     }
 
+    /// The handler's lines with this run's id prefix replaced by `RUN`, comparable across
+    /// runs.
+    pub fn normalized_lines(&self) -> Vec<String> {
+        self.lines
+            .iter()
+            .map(|l| l.replace(&self.id_prefix, "RUN"))
+            .collect()
+    }
+
     /// The rows as comparable tuples: what was sent, status, duplicate marker, handler runs.
     pub fn outcomes(&self) -> Vec<(String, Option<u16>, bool, u32)> {
         self.rows
@@ -280,6 +291,8 @@ struct Player {
     url: String,
     handler: Arc<ScriptedHandler>,
     rows: Vec<Row>,
+    prefix: String,
+    next: u32,
 }
 
 enum Body {
@@ -288,6 +301,12 @@ enum Body {
 }
 
 impl Player {
+    /// Gives an event this run's next id: `<prefix>-NN`, the same numbers on every run.
+    fn ev(&mut self, event: TestEvent) -> TestEvent {
+        self.next += 1;
+        event.id(format!("{}-{:02}", self.prefix, self.next))
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -333,6 +352,12 @@ impl Player {
         }
     }
 
+    /// Delivers a new event (with this run's next id).
+    async fn deliver_new(&mut self, sent: &str, event: TestEvent, expected: Expected) {
+        let event = self.ev(event);
+        self.deliver(sent, &event, expected).await;
+    }
+
     async fn deliver(&mut self, sent: &str, event: &TestEvent, expected: Expected) {
         let got = self
             .send(
@@ -368,21 +393,23 @@ pub async fn play(spawn: &SpawnFn, set: ScenarioSet) -> io::Result<Report> {
         url: running.url(),
         handler: Arc::clone(&handler),
         rows: Vec::new(),
+        prefix: knolyx_webhook_core::testing::random_id(),
+        next: 0,
     };
     let ok = |ran| Expected::Status(200, ran);
 
     // The five documented types.
-    p.deliver("PING", &TestEvent::ping(), ok(false)).await;
-    p.deliver("COURSE_COMPLETED", &TestEvent::course_completed(), ok(true))
+    p.deliver_new("PING", TestEvent::ping(), ok(false)).await;
+    p.deliver_new("COURSE_COMPLETED", TestEvent::course_completed(), ok(true))
         .await;
-    p.deliver("COURSE_STARTED", &TestEvent::course_started(), ok(true))
+    p.deliver_new("COURSE_STARTED", TestEvent::course_started(), ok(true))
         .await;
-    let payment = TestEvent::course_payment_received();
+    let payment = p.ev(TestEvent::course_payment_received());
     p.deliver("COURSE_PAYMENT_RECEIVED", &payment, ok(true))
         .await;
-    p.deliver(
+    p.deliver_new(
         "BUNDLE_PAYMENT_RECEIVED",
-        &TestEvent::bundle_payment_received(),
+        TestEvent::bundle_payment_received(),
         ok(true),
     )
     .await;
@@ -396,7 +423,7 @@ pub async fn play(spawn: &SpawnFn, set: ScenarioSet) -> io::Result<Report> {
     .await;
 
     // Two deliveries of one id at once: the second arrives while the first's handler runs.
-    let concurrent = TestEvent::course_completed();
+    let concurrent = p.ev(TestEvent::course_completed());
     let id = concurrent.message_id().to_owned();
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     handler.plan(
@@ -439,7 +466,7 @@ pub async fn play(spawn: &SpawnFn, set: ScenarioSet) -> io::Result<Report> {
     );
 
     // Rejections.
-    let event = TestEvent::course_started();
+    let event = p.ev(TestEvent::course_started());
     let wrong = p
         .send(
             reqwest::Method::PUT,
@@ -479,14 +506,14 @@ pub async fn play(spawn: &SpawnFn, set: ScenarioSet) -> io::Result<Report> {
 
     // A type Knolyx added after this crate was written: delivered, not dropped.
     let unknown = match TestEvent::unknown("QUIZ_PASSED", r#"{"user":{"id":48213},"score":92}"#) {
-        Ok(e) => e,
+        Ok(e) => p.ev(e),
         Err(e) => return Err(io::Error::other(e)),
     };
     p.deliver("QUIZ_PASSED (unknown type)", &unknown, ok(true))
         .await;
 
     // The handler fails: the event is not marked handled, and the retry runs it.
-    let flaky = TestEvent::bundle_payment_received();
+    let flaky = p.ev(TestEvent::bundle_payment_received());
     handler.plan(flaky.message_id(), Plan::FailOnce);
     p.deliver(
         "BUNDLE_PAYMENT_RECEIVED, handler fails",
@@ -506,6 +533,7 @@ pub async fn play(spawn: &SpawnFn, set: ScenarioSet) -> io::Result<Report> {
         framework,
         rows: p.rows,
         lines: handler.lines(),
+        id_prefix: p.prefix,
     })
 }
 
@@ -517,7 +545,7 @@ fn oversized_body() -> Vec<u8> {
 }
 
 async fn play_more(p: &mut Player, oversized: &[u8]) {
-    let event = TestEvent::course_started();
+    let event = p.ev(TestEvent::course_started());
     let body = || Body::Bytes(event.to_body().to_vec());
     let id = Some(event.message_id());
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
@@ -570,7 +598,7 @@ async fn play_more(p: &mut Player, oversized: &[u8]) {
         )
         .await;
     p.record("invalid UTF-8", Expected::Status(400, false), got);
-    let posted = TestEvent::course_started();
+    let posted = p.ev(TestEvent::course_started());
     let got = p
         .send(
             reqwest::Method::POST,
@@ -582,7 +610,7 @@ async fn play_more(p: &mut Player, oversized: &[u8]) {
     p.record("COURSE_STARTED by POST", Expected::Status(200, true), got);
 
     // The handler panics: nothing is marked handled, and a retry runs the handler.
-    let doomed = TestEvent::course_payment_received();
+    let doomed = p.ev(TestEvent::course_payment_received());
     p.handler.plan(doomed.message_id(), Plan::PanicOnce);
     p.deliver(
         "COURSE_PAYMENT_RECEIVED, handler panics",

@@ -15,8 +15,9 @@
 //!   both);
 //! - an event type this crate does not know yet is kept as [`Event::Unknown`], with its type
 //!   name and its raw `data`, instead of being dropped;
-//! - the message id must be a non-empty string of at most [`MAX_ID_LEN`] bytes; its format is
-//!   not checked (the guide says "uuid", but an event is never dropped over its id's format);
+//! - the message id must be a non-empty string of at most [`MAX_ID_LEN`] bytes without
+//!   control characters; its format is not checked further (the guide says "uuid", but an
+//!   event is never dropped over its id's format);
 //! - ids of users, courses and bundles are `i64`, so a user id above 2<sup>53</sup> survives
 //!   exactly.
 //!
@@ -451,7 +452,12 @@ impl WebhookEvent {
         // Fast path: one pass over the body, typing `data` as it is read when `type` comes
         // before it (as Knolyx sends it). Anything unusual (escapes in the id, `data` as a
         // string, an error of any kind) takes the exact path below, which decides the error.
-        if let Ok(fast) = serde_json::from_slice::<fast::Envelope<'_>>(&body)
+        // Invalid UTF-8 anywhere is malformed: serde_json checks the strings it decodes but
+        // not those it skips (unknown fields), so the body is checked once, here, and then
+        // parsed as text (which spares serde_json its own checks on the fast path).
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ParseError::bare(ParseErrorKind::Malformed, "body is not UTF-8"))?;
+        if let Ok(fast) = serde_json::from_str::<fast::Envelope<'_>>(text)
             && check_id(fast.id).is_ok()
             && !fast.event_type.is_empty()
         {
@@ -602,6 +608,13 @@ fn check_id(id: &str) -> Result<(), ParseError> {
             ParseErrorKind::InvalidId,
             "message id longer than 255 bytes",
         ))
+    } else if id.chars().any(char::is_control) {
+        // A control character (NUL, a newline) has no business in an id, could forge log
+        // lines, and cannot be stored by every backend (PostgreSQL's text refuses NUL).
+        Err(ParseError::bare(
+            ParseErrorKind::InvalidId,
+            "message id contains a control character",
+        ))
     } else {
         Ok(())
     }
@@ -640,7 +653,8 @@ impl<'de> Deserialize<'de> for WebhookEvent {
 pub enum ParseErrorKind {
     /// Not JSON, invalid UTF-8, not an object, or `id`/`type` missing or not strings.
     Malformed,
-    /// The message id is empty or longer than [`MAX_ID_LEN`] bytes.
+    /// The message id is empty, longer than [`MAX_ID_LEN`] bytes, or holds a control
+    /// character.
     InvalidId,
     /// A known event type whose `data` does not fit its documented shape.
     InvalidData,

@@ -17,9 +17,12 @@
 //!    Otherwise the handler runs, and its outcome settles the claim: 2xx completes it,
 //!    anything else releases it so the retransmission runs the handler again.
 //!
-//! An adapter calls [`WebhookReceiver::begin`], then [`Reception::check_head`] before reading
-//! the body, then [`Reception::accept_body`]; the [`Accepted::Deliver`] result carries the
-//! event for the handler and a [`Settlement`] to finish with the handler's status.
+//! An adapter calls [`WebhookReceiver::begin`], then [`Reception::check_http_head`] (or
+//! [`Reception::check_head`], for frameworks without the `http` crate's types) before reading
+//! the body, reads at most [`Reception::body_limit`] bytes (refusing more with
+//! [`Reception::too_large`]), then calls [`Reception::accept_body`]; the
+//! [`Accepted::Deliver`] result carries the event for the handler and a [`Settlement`] to
+//! finish with the handler's status.
 //! [`WebhookReceiver::receive`] runs the steps in one call.
 //!
 //! ```
@@ -489,6 +492,12 @@ impl Reception {
         rejection
     }
 
+    /// The 413 for a body found over the limit while reading it (without a
+    /// `Content-Length`, say), recorded and logged like the pipeline's own rejections.
+    pub fn too_large(&self) -> Rejection {
+        self.reject(PayloadTooLarge::new(self.receiver.inner.body_limit).into())
+    }
+
     /// Steps 3 to 7 on the whole body: limit, envelope, type, PING, claim.
     pub async fn accept_body(self, body: Bytes) -> Result<Accepted, Rejection> {
         let result = self.accept_body_inner(body).await;
@@ -638,7 +647,8 @@ struct ClaimHandle {
 /// Dropped without being settled (the handler panicked, or the request was dropped), it
 /// releases the claim on the current Tokio runtime when the `tokio` feature is on and a
 /// runtime is running; otherwise the claim's lease expires and a retransmission then runs
-/// the handler.
+/// the handler. The release runs as a spawned task, so a retransmission arriving in the
+/// instant after a panic may still be answered as in flight (503, retryable).
 #[must_use = "settle the delivery with the handler's outcome"]
 pub struct Settlement {
     claim: Option<ClaimHandle>,

@@ -152,6 +152,11 @@ pub struct PayloadTooLarge {
 rejection_basics!(PayloadTooLarge, "payload too large");
 impl StdError for PayloadTooLarge {}
 impl PayloadTooLarge {
+    /// A body over `limit` bytes: for adapters that find it out while reading.
+    pub fn new(limit: usize) -> Self {
+        Self { limit }
+    }
+
     /// 413 Payload Too Large.
     pub fn status(&self) -> StatusCode {
         StatusCode::PAYLOAD_TOO_LARGE

@@ -53,6 +53,9 @@ pub struct MemoryStore {
     capacity: usize,
     keys: (u64, u64),
     epoch: Instant,
+    /// A clock moved by hand, for model-based tests only.
+    #[cfg(feature = "model")]
+    clock: Option<crate::testing::model::ManualClock>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -76,6 +79,8 @@ pub struct MemoryStoreBuilder {
     capacity: usize,
     shards: Option<usize>,
     preallocate: bool,
+    #[cfg(feature = "model")]
+    clock: Option<crate::testing::model::ManualClock>,
 }
 
 impl MemoryStoreBuilder {
@@ -95,6 +100,15 @@ impl MemoryStoreBuilder {
     /// Allocates memory for the full capacity up front, instead of growing as ids arrive.
     pub fn preallocate(mut self, yes: bool) -> Self {
         self.preallocate = yes;
+        self
+    }
+
+    /// Reads time from `clock`, moved by hand, instead of the real clock: for model-based
+    /// tests only ([`testing::model`](crate::testing::model), feature `model`).
+    #[cfg(feature = "model")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "model")))]
+    pub fn manual_clock(mut self, clock: crate::testing::model::ManualClock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -126,6 +140,8 @@ impl MemoryStoreBuilder {
                 u64::from_le_bytes(k1.try_into().unwrap_or_default()),
             ),
             epoch: Instant::now(),
+            #[cfg(feature = "model")]
+            clock: self.clock,
         }
     }
 }
@@ -142,6 +158,8 @@ impl MemoryStore {
             capacity: DEFAULT_CAPACITY,
             shards: None,
             preallocate: false,
+            #[cfg(feature = "model")]
+            clock: None,
         }
     }
 
@@ -188,6 +206,10 @@ impl MemoryStore {
     }
 
     fn now(&self) -> u64 {
+        #[cfg(feature = "model")]
+        if let Some(clock) = &self.clock {
+            return clock.now_ms();
+        }
         millis(self.epoch.elapsed())
     }
 }

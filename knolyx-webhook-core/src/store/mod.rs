@@ -304,7 +304,8 @@ pub enum StoreErrorKind {
     Unavailable,
     /// The backing service did not answer in time.
     Timeout,
-    /// The store is full of ids in progress and cannot take another claim.
+    /// The store has no room for another claim (the memory store full of ids in progress,
+    /// a Redis server at its memory limit).
     Full,
     /// Any other failure of the backend (an unexpected reply, a query error).
     Backend,
@@ -347,6 +348,15 @@ impl StoreError {
             StoreErrorKind::Timeout,
             format!("idempotency store did not answer within {after:?}"),
             None,
+        )
+    }
+
+    /// The backing service did not answer in time, as its client reported in `source`.
+    pub fn timeout_with_source(source: impl Into<BoxError>) -> Self {
+        Self::new(
+            StoreErrorKind::Timeout,
+            "idempotency store did not answer in time",
+            Some(source.into()),
         )
     }
 

@@ -2,8 +2,8 @@
 //!
 //! [`run`] exercises a store against the rules in the [store module docs](crate::store):
 //! claim, complete and release; fencing of non-owners; concurrent claims with exactly one
-//! winner; lease expiry and takeover; a stale owner fenced after a takeover; retention
-//! expiry; and 10,000 distinct ids. It panics, naming the rule, at the first violation.
+//! winner, of a new id and of an id whose lease expired; lease expiry and takeover; a stale
+//! owner fenced after a takeover; retention expiry; and 10,000 distinct ids. It panics, naming the rule, at the first violation.
 //!
 //! Every id it uses starts with a random prefix, so it can run repeatedly, and in
 //! parallel, against a shared server (Redis, PostgreSQL) without cleaning up. Its only
@@ -36,6 +36,9 @@ pub const SHORT: Duration = Duration::from_millis(300);
 /// How long the suite waits for a [`SHORT`] lease or retention to expire.
 const WAIT: Duration = Duration::from_millis(450);
 const LONG: Duration = Duration::from_secs(3600);
+/// Lease and retention of the many-ids check: long enough for the check, short enough not
+/// to leave 10,000 entries on a shared server for long.
+const MANY_TTL: Duration = Duration::from_secs(120);
 /// How many distinct ids the "many ids" check uses.
 pub const MANY_IDS: usize = 10_000;
 /// How many concurrent claims of one id the suite makes.
@@ -53,10 +56,11 @@ pub async fn run<S: IdempotencyStore + ?Sized>(store: Arc<S>) {
     ids_are_independent(s, &id("independent")).await;
     concurrent_claims(&store, &id("concurrent")).await;
     // The two checks that wait run side by side, so the suite waits once.
-    let (lease, retention) = (id("lease"), id("retention"));
+    let (lease, retention, race) = (id("lease"), id("retention"), id("takeover-race"));
     tokio::join!(
         lease_expiry_and_takeover(s, &lease),
         retention_expiry(s, &retention),
+        concurrent_takeover(&store, &race),
     );
     many_ids(&store, &id("many")).await;
 }
@@ -282,6 +286,33 @@ async fn concurrent_claims<S: IdempotencyStore + ?Sized>(store: &Arc<S>, id: &st
     );
 }
 
+async fn concurrent_takeover<S: IdempotencyStore + ?Sized>(store: &Arc<S>, id: &str) {
+    assert_eq!(
+        claim(&**store, id, owner(), SHORT).await,
+        ClaimOutcome::Claimed
+    );
+    tokio::time::sleep(WAIT).await;
+    let barrier = Arc::new(Barrier::new(CONCURRENT_CLAIMS));
+    let mut tasks = JoinSet::new();
+    for _ in 0..CONCURRENT_CLAIMS {
+        let (store, barrier, id) = (Arc::clone(store), Arc::clone(&barrier), id.to_owned());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            claim(&*store, &id, owner(), LONG).await
+        });
+    }
+    let results = tasks.join_all().await;
+    let winners = results
+        .iter()
+        .filter(|o| **o == ClaimOutcome::Claimed)
+        .count();
+    assert_eq!(
+        winners, 1,
+        "conformance: of {CONCURRENT_CLAIMS} concurrent claims of an expired lease exactly one \
+         must take it over, got {results:?}"
+    );
+}
+
 async fn lease_expiry_and_takeover<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
     let stale = owner();
     assert_eq!(claim(store, id, stale, SHORT).await, ClaimOutcome::Claimed);
@@ -353,7 +384,7 @@ async fn many_ids<S: IdempotencyStore + ?Sized>(store: &Arc<S>, prefix: &str) {
             let me = owner();
             for i in (worker..MANY_IDS).step_by(WORKERS) {
                 let id = format!("{prefix}-{i}");
-                let outcome = claim(&*store, &id, me, LONG).await;
+                let outcome = claim(&*store, &id, me, MANY_TTL).await;
                 assert_eq!(
                     outcome,
                     ClaimOutcome::Claimed,
@@ -362,7 +393,7 @@ async fn many_ids<S: IdempotencyStore + ?Sized>(store: &Arc<S>, prefix: &str) {
                 // Complete the even ones, leave the odd ones in progress.
                 if i % 2 == 0 {
                     assert_eq!(
-                        complete(&*store, &id, me, LONG).await,
+                        complete(&*store, &id, me, MANY_TTL).await,
                         SettleOutcome::Settled
                     );
                 }
@@ -383,7 +414,7 @@ async fn many_ids<S: IdempotencyStore + ?Sized>(store: &Arc<S>, prefix: &str) {
                     ClaimOutcome::InProgress
                 };
                 assert_eq!(
-                    claim(&*store, &id, owner(), LONG).await,
+                    claim(&*store, &id, owner(), MANY_TTL).await,
                     expected,
                     "conformance: id {i} of {MANY_IDS} was forgotten or mixed up"
                 );

@@ -16,6 +16,9 @@
 //! ```
 
 pub mod conformance;
+#[cfg(feature = "model")]
+#[cfg_attr(docsrs, doc(cfg(feature = "model")))]
+pub mod model;
 mod events;
 
 pub use events::{TestEvent, random_id};

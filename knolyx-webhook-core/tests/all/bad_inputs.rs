@@ -88,6 +88,14 @@ async fn malformed_bodies_are_400_and_store_nothing() {
             format!(r#"{{"id":"{}","type":"PING"}}"#, "a".repeat(256)).into_bytes(),
         ),
         (
+            "id with a NUL",
+            br#"{"id":"a\u0000b","type":"PING"}"#.to_vec(),
+        ),
+        (
+            "id with a newline",
+            br#"{"id":"a\nINFO forged","type":"PING"}"#.to_vec(),
+        ),
+        (
             "duplicate id field",
             br#"{"id":"a","id":"b","type":"PING"}"#.to_vec(),
         ),

@@ -1,0 +1,45 @@
+//! `actix-receiver`: a Knolyx webhook receiver on actix-web.
+//!
+//! The examples contract: `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default
+//! 3000, bound on 127.0.0.1), `KNOLYX_WEBHOOK_STORE` (`memory`, the default). Serves
+//! `/webhooks/knolyx` until Ctrl-C, printing one JSON line per handled event on stdout;
+//! logs go to stderr.
+
+use std::process::ExitCode;
+
+use knolyx_webhook_examples::{ReceiverConfig, actix_receiver, init_logging, printing_handler};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    let config = match ReceiverConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("actix-receiver: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let receiver = match config.receiver().await {
+        Ok(receiver) => receiver,
+        Err(e) => {
+            eprintln!("actix-receiver: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let running =
+        match actix_receiver::spawn(receiver, printing_handler(), config.addr, workers).await {
+            Ok(running) => running,
+            Err(e) => {
+                eprintln!("actix-receiver: cannot listen on {}: {e}", config.addr);
+                return ExitCode::FAILURE;
+            }
+        };
+    eprintln!("listening on {}", running.url());
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("actix-receiver: cannot wait for Ctrl-C: {e}");
+    }
+    eprintln!("shutting down");
+    running.stop().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,8 @@
+//! Integration tests of knolyx-webhook-actix over real HTTP: a real actix-web server on a
+//! loopback port, a real client.
+
+mod concurrency;
+mod config;
+mod pipeline;
+mod rejections;
+mod support;

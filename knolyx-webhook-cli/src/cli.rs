@@ -1,0 +1,364 @@
+//! The command line, as `clap` parses it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Text shown after the top-level `--help`.
+const AFTER_HELP: &str = "\
+Examples:
+  # Fire a realistic event at the example receiver on this machine (no tunnel needed),
+  # twice with the same id: the second delivery is reported as a duplicate.
+  knolyx-webhook send course-completed --url http://localhost:3000/webhooks/knolyx --token $KNOLYX_WEBHOOK_TOKEN --times 2
+
+  # Register a public https endpoint with Knolyx; a security token is generated and printed.
+  export KNOLYX_API_URL=https://knolyx.example.com KNOLYX_API_KEY=... KNOLYX_PROJECT_ID=1234
+  knolyx-webhook webhooks create --name \"course events\" --url https://hooks.example.com/webhooks/knolyx
+  knolyx-webhook webhooks list
+  knolyx-webhook webhooks ping 42
+  knolyx-webhook webhooks delete 42
+
+Environment:
+  KNOLYX_API_URL        base URL of the Knolyx API (webhooks commands)
+  KNOLYX_API_KEY        API key, sent as X-Api-Key; never printed (webhooks commands)
+  KNOLYX_PROJECT_ID     project id, sent as X-Project-Id (webhooks commands)
+  KNOLYX_WEBHOOK_TOKEN  the receiver's security token (send)
+
+Exit codes:
+  0  success (send: every delivery answered 2xx, duplicates included)
+  1  the server answered with an error (send: some delivery got 4xx/5xx;
+     webhooks: the API answered non-2xx or with a body that could not be read)
+  2  usage or configuration error (bad flag, missing setting, unknown event type,
+     unreadable --data-file, a webhook URL Knolyx would refuse)
+  3  transport failure: no HTTP response at all (connection refused, DNS, TLS, timeout)";
+
+/// Text shown after `send --help`.
+const SEND_AFTER_HELP: &str = "\
+The event is delivered the way Knolyx delivers it: an HTTP PUT of
+{\"id\":…,\"type\":…,\"data\":…} with Content-Type: application/json and the token in
+X-Webhook-Security-Token. Any URL works, http://localhost included.
+
+--times N sends N rounds one after the other; --concurrency C sends C copies at once in
+each round (N × C deliveries in all), every one with the same id. A receiver that drops
+retransmissions answers the first with its handler's status and the others with 200 and
+the header x-knolyx-webhook-duplicate: true (or 503 while the first is still running).
+
+Examples:
+  knolyx-webhook send course-completed --url http://localhost:3000/webhooks/knolyx --token $KNOLYX_WEBHOOK_TOKEN --times 2
+  knolyx-webhook send BUNDLE_PAYMENT_RECEIVED --url http://localhost:3000/webhooks/knolyx --concurrency 10
+  knolyx-webhook send certificate-issued --data-file certificate.json --url http://localhost:3000/webhooks/knolyx
+
+Exit codes: 0 all deliveries answered 2xx; 1 some answered 4xx/5xx; 2 usage error;
+3 some delivery got no HTTP response (connection refused, timeout, …).";
+
+/// Text shown after `webhooks --help`.
+const WEBHOOKS_AFTER_HELP: &str = "\
+Every webhooks command needs the API's base URL, an API key and a project id, from the
+flags or from KNOLYX_API_URL, KNOLYX_API_KEY and KNOLYX_PROJECT_ID. The API key is never
+printed.
+
+Examples:
+  knolyx-webhook webhooks create --name \"course events\" --url https://hooks.example.com/webhooks/knolyx
+  knolyx-webhook webhooks list --json
+  knolyx-webhook webhooks get 42
+  knolyx-webhook webhooks ping          # every webhook of the project
+  knolyx-webhook webhooks ping 42       # one webhook
+  knolyx-webhook webhooks delete 42
+
+Exit codes: 0 success; 1 the API answered with an error; 2 usage or configuration error
+(including a webhook URL Knolyx would refuse: http, localhost, loopback); 3 the API could
+not be reached.";
+
+/// Manage Knolyx webhooks and send test events to a receiver.
+///
+/// Parse it with [`Parser::parse`] and run it with [`crate::run`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "knolyx-webhook",
+    version,
+    about = "Manage Knolyx webhooks and fire realistic test events at your receiver",
+    long_about = "Manage Knolyx webhooks and fire realistic test events at your receiver.\n\n\
+`webhooks` registers, lists, pings and deletes the endpoints Knolyx delivers events to, \
+through the Knolyx Webhook API. `send` delivers an event the way Knolyx does to any URL, \
+http://localhost included, so a receiver can be tested without a tunnel.",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the project's webhooks through the Knolyx Webhook API.
+    #[command(subcommand, after_help = WEBHOOKS_AFTER_HELP)]
+    Webhooks(WebhooksCommand),
+    /// Deliver a realistic event to a receiver, the way Knolyx does (no tunnel needed).
+    #[command(after_help = SEND_AFTER_HELP)]
+    Send(SendArgs),
+}
+
+/// `webhooks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register a webhook (Knolyx then sends it a PING); generates its security token
+    /// unless --token is given.
+    Create(CreateArgs),
+    /// List the project's webhooks.
+    List(ListArgs),
+    /// Show one webhook.
+    Get(IdArgs),
+    /// Delete a webhook.
+    Delete(IdArgs),
+    /// Ask Knolyx to send a PING: to every webhook, or to the one whose id is given.
+    Ping(PingArgs),
+}
+
+/// How to reach the Knolyx Webhook API. `Debug` redacts the API key.
+#[derive(Args)]
+pub struct ApiArgs {
+    /// Base URL of the Knolyx API, in front of /public/api/v1/webhook.
+    #[arg(long, env = "KNOLYX_API_URL", value_name = "URL")]
+    pub api_url: String,
+    /// API key of the project, sent as X-Api-Key (never printed).
+    #[arg(
+        long,
+        env = "KNOLYX_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: String,
+    /// Id of the project, sent as X-Project-Id.
+    #[arg(long, env = "KNOLYX_PROJECT_ID", value_name = "ID")]
+    pub project_id: String,
+    /// Give up on an API call after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ApiArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiArgs")
+            .field("api_url", &self.api_url)
+            .field("api_key", &REDACTED)
+            .field("project_id", &self.project_id)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output.
+const REDACTED: Redacted = Redacted;
+
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Output format of the `webhooks` commands.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print JSON on stdout instead of text (for scripts); notes go to stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `webhooks create`. `Debug` redacts the token.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// A name for the webhook.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The https URL Knolyx will PUT events to (not http, not localhost or loopback).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Security token Knolyx will send in X-Webhook-Security-Token. Default: a new random
+    /// 256-bit token, printed once.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+impl fmt::Debug for CreateArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateArgs")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("api", &self.api)
+            .field("output", &self.output)
+            .finish()
+    }
+}
+
+/// `webhooks list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// `webhooks get` and `webhooks delete`.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The webhook's id (as `list` shows it).
+    #[arg(value_name = "ID")]
+    pub id: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// `webhooks ping`.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// The webhook to ping; without it, every webhook of the project is pinged.
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub output: OutputArgs,
+}
+
+/// `send`. `Debug` redacts the token.
+#[derive(Args)]
+pub struct SendArgs {
+    /// Event type: PING, COURSE_COMPLETED, COURSE_STARTED, COURSE_PAYMENT_RECEIVED,
+    /// BUNDLE_PAYMENT_RECEIVED, in any case, with `-` or `_` (course-completed). With
+    /// --data-file, any type name.
+    #[arg(value_name = "EVENT_TYPE")]
+    pub event_type: String,
+    /// The receiver's URL; any URL, http://localhost included.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The receiver's security token, sent in X-Webhook-Security-Token (never printed).
+    #[arg(
+        long,
+        env = "KNOLYX_WEBHOOK_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: String,
+    /// Message id to use (default: a new random UUID). Reuse an id to send a
+    /// retransmission.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Deliver the event N times, one after the other, with the same id.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub times: u32,
+    /// Deliver N copies at once (in each of the --times rounds), with the same id.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub concurrency: u32,
+    /// Use this file's JSON as the event's `data` (`-` reads stdin); allows any type name.
+    #[arg(long, value_name = "PATH")]
+    pub data_file: Option<PathBuf>,
+    /// Give up on a delivery after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Print the JSON body before sending it.
+    #[arg(long)]
+    pub show_body: bool,
+    /// Print one JSON report on stdout instead of text (for scripts).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl fmt::Debug for SendArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendArgs")
+            .field("event_type", &self.event_type)
+            .field("url", &self.url)
+            .field("token", &REDACTED)
+            .field("id", &self.id)
+            .field("times", &self.times)
+            .field("concurrency", &self.concurrency)
+            .field("data_file", &self.data_file)
+            .field("timeout", &self.timeout)
+            .field("show_body", &self.show_body)
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+/// Parses a positive number of seconds (fractions allowed).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err("must be more than 0 and at most 86400 seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let cli = Cli::try_parse_from([
+            "knolyx-webhook",
+            "webhooks",
+            "list",
+            "--api-url",
+            "https://k.example",
+            "--api-key",
+            "key-s3cret",
+            "--project-id",
+            "1",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("key-s3cret"));
+        let cli = Cli::try_parse_from([
+            "knolyx-webhook",
+            "send",
+            "ping",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--token",
+            "tok-s3cret",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("tok-s3cret"));
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("x").is_err());
+    }
+}

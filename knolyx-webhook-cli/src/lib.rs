@@ -1,0 +1,56 @@
+//! The `knolyx-webhook` command: manage Knolyx webhooks and send test events.
+//!
+//! - `knolyx-webhook webhooks create|list|get|delete|ping` calls the Knolyx Webhook API
+//!   through [`knolyx_webhook_client`].
+//! - `knolyx-webhook send EVENT_TYPE --url URL --token TOKEN` delivers a realistic event
+//!   the way Knolyx does (HTTP PUT, JSON, `X-Webhook-Security-Token`) to any URL,
+//!   `http://localhost` included, and reports each response (status, duplicate marker,
+//!   timing).
+//!
+//! The binary is a thin `main` over [`main`]; the logic lives here so it can be tested.
+//! Exit codes are in [`exit`].
+
+mod cli;
+pub mod exit;
+mod send;
+mod webhooks;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+pub use cli::{
+    ApiArgs, Cli, Command, CreateArgs, IdArgs, ListArgs, OutputArgs, PingArgs, SendArgs,
+    WebhooksCommand,
+};
+
+/// Parses the process's command line and runs it; the binary's `main`.
+///
+/// A bad command line prints clap's message and exits with [`exit::USAGE`] (2).
+pub fn main() -> ExitCode {
+    run(Cli::parse())
+}
+
+/// Runs a parsed command line and returns the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Webhooks(command) => webhooks::run(command).await,
+            Command::Send(args) => send::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}

@@ -1,0 +1,515 @@
+//! `send`: deliver a realistic event to a receiver the way Knolyx does.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use knolyx_webhook_core::testing::{TestEvent, random_id};
+use knolyx_webhook_core::{DUPLICATE_HEADER, TOKEN_HEADER};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use crate::cli::SendArgs;
+use crate::exit::{self, Failure};
+
+/// Longest response body excerpt printed per delivery, in characters.
+const BODY_EXCERPT_CHARS: usize = 120;
+
+/// An event ready to deliver: its id, its type name and the JSON body.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    pub(crate) body: Bytes,
+}
+
+/// The documented type name `name` stands for (`course-completed` → `COURSE_COMPLETED`).
+fn known_type(name: &str) -> Option<&'static str> {
+    let normalized = name.trim().to_ascii_uppercase().replace('-', "_");
+    TestEvent::known_types()
+        .into_iter()
+        .find(|known| *known == normalized)
+}
+
+/// Builds the event: a realistic one of a documented type, or, with `data`, the envelope
+/// `{"id","type","data"}` around that JSON for any type name.
+pub(crate) fn build_event(
+    event_type: &str,
+    id: Option<&str>,
+    data: Option<&str>,
+) -> Result<Outgoing, Failure> {
+    let id = id.map_or_else(random_id, str::to_owned);
+    match data {
+        None => {
+            let Some(event) = TestEvent::of_type(event_type) else {
+                return Err(Failure::usage(format!(
+                    "unknown event type `{event_type}`; valid types: {}",
+                    TestEvent::known_types().join(", ")
+                ))
+                .with_hint(
+                    "names are accepted in any case, with - or _ (course-completed); to send \
+                     another type, give its data with --data-file",
+                ));
+            };
+            let event = event.id(id);
+            let event_type = known_type(event_type).unwrap_or(event_type).to_owned();
+            Ok(Outgoing {
+                id: event.message_id().to_owned(),
+                event_type,
+                body: event.to_body(),
+            })
+        }
+        Some(data) => {
+            let data: &RawValue = serde_json::from_str(data).map_err(|e| {
+                Failure::usage(format!("the --data-file content is not valid JSON: {e}"))
+            })?;
+            let event_type = match known_type(event_type) {
+                Some(known) => known.to_owned(),
+                None => event_type.trim().to_owned(),
+            };
+            if event_type.is_empty() {
+                return Err(Failure::usage("the event type is empty"));
+            }
+            #[derive(Serialize)]
+            struct Envelope<'a> {
+                id: &'a str,
+                #[serde(rename = "type")]
+                event_type: &'a str,
+                data: &'a RawValue,
+            }
+            let body = serde_json::to_vec(&Envelope {
+                id: &id,
+                event_type: &event_type,
+                data,
+            })
+            .map_err(|e| Failure::usage(format!("cannot encode the event: {e}")))?;
+            Ok(Outgoing {
+                id,
+                event_type,
+                body: Bytes::from(body),
+            })
+        }
+    }
+}
+
+/// Reads `--data-file` (`-` is stdin).
+fn read_data_file(path: &Path) -> Result<String, Failure> {
+    let result = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(path)
+    };
+    result.map_err(|e| Failure::usage(format!("cannot read --data-file {}: {e}", path.display())))
+}
+
+/// What one delivery got.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Report {
+    /// 1-based number of the delivery.
+    n: u32,
+    /// HTTP status, when there was a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    /// Whether the response was 2xx.
+    accepted: bool,
+    /// Whether the receiver marked it a duplicate.
+    duplicate: bool,
+    /// Response body excerpt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+    /// Why there was no response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Milliseconds from sending the request to reading the whole response.
+    ms: f64,
+}
+
+impl Report {
+    fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    fn rejected(&self) -> bool {
+        self.status.is_some() && !self.accepted
+    }
+
+    /// One line of text output.
+    fn line(&self, total: u32) -> String {
+        let width = total.to_string().len();
+        let n = format!("[{:>width$}/{total}]", self.n);
+        match (&self.error, self.status) {
+            (Some(error), _) => format!("{n} failed     no response: {error} ({:.1} ms)", self.ms),
+            (None, Some(status)) => {
+                let status = StatusCode::from_u16(status).map_or_else(
+                    |_| status.to_string(),
+                    |s| format!("{} {}", s.as_u16(), s.canonical_reason().unwrap_or("")),
+                );
+                let verdict = match (self.accepted, self.duplicate) {
+                    (true, true) => "duplicate",
+                    (true, false) => "accepted ",
+                    (false, _) => "rejected ",
+                };
+                format!(
+                    "{n} {verdict}  {}  duplicate: {:<3}  {:>6.1} ms  body: {}",
+                    status.trim_end(),
+                    if self.duplicate { "yes" } else { "no" },
+                    self.ms,
+                    self.body.as_deref().unwrap_or("(empty)")
+                )
+            }
+            (None, None) => format!("{n} unknown"),
+        }
+    }
+}
+
+/// Totals over every delivery.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Summary {
+    deliveries: u32,
+    accepted: u32,
+    duplicates: u32,
+    rejected: u32,
+    failed: u32,
+}
+
+impl Summary {
+    fn add(&mut self, report: &Report) {
+        self.deliveries += 1;
+        if report.failed() {
+            self.failed += 1;
+        } else if report.rejected() {
+            self.rejected += 1;
+        } else {
+            self.accepted += 1;
+            if report.duplicate {
+                self.duplicates += 1;
+            }
+        }
+    }
+
+    /// The exit code: transport failures first, then rejections.
+    pub(crate) fn exit_code(&self) -> u8 {
+        if self.failed > 0 {
+            exit::TRANSPORT
+        } else if self.rejected > 0 {
+            exit::REJECTED
+        } else {
+            exit::SUCCESS
+        }
+    }
+}
+
+/// Sends one request and times it until the whole response has been read.
+async fn deliver(
+    client: reqwest::Client,
+    url: Url,
+    token: HeaderValue,
+    body: Bytes,
+    n: u32,
+) -> Report {
+    let started = Instant::now();
+    let result = async {
+        let response = client
+            .put(url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(TOKEN_HEADER, token)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let duplicate = response
+            .headers()
+            .get(DUPLICATE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.trim().eq_ignore_ascii_case("false"));
+        let body = response.bytes().await?;
+        Ok::<_, reqwest::Error>((status, duplicate, body))
+    }
+    .await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok((status, duplicate, body)) => Report {
+            n,
+            status: Some(status.as_u16()),
+            accepted: status.is_success(),
+            duplicate,
+            body: excerpt(&body),
+            error: None,
+            ms,
+        },
+        Err(e) => Report {
+            n,
+            status: None,
+            accepted: false,
+            duplicate: false,
+            body: None,
+            error: Some(transport_error(&e)),
+            ms,
+        },
+    }
+}
+
+/// A transport error, said plainly.
+fn transport_error(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    // reqwest's own message names the URL, already printed: keep the causes only.
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !causes.contains(&text) {
+            let _ = write!(causes, ": {text}");
+        }
+        source = cause.source();
+    }
+    format!("{what}{causes}")
+}
+
+/// The response body on one short line; `None` when empty.
+fn excerpt(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return None;
+    }
+    let mut chars = text.char_indices();
+    Some(match chars.nth(BODY_EXCERPT_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    })
+}
+
+/// Runs `send`.
+pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
+    let url = Url::parse(args.url.trim())
+        .map_err(|e| Failure::usage(format!("--url `{}` is not a URL: {e}", args.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Failure::usage(format!(
+            "--url must be http or https, not `{}`",
+            url.scheme()
+        )));
+    }
+    if args.token.is_empty() {
+        return Err(Failure::usage(
+            "the token is empty (set --token or KNOLYX_WEBHOOK_TOKEN)",
+        ));
+    }
+    let mut token = HeaderValue::from_str(&args.token)
+        .map_err(|_| Failure::usage("the token cannot be sent as an HTTP header value"))?;
+    token.set_sensitive(true);
+
+    let data = args.data_file.as_deref().map(read_data_file).transpose()?;
+    let event = build_event(&args.event_type, args.id.as_deref(), data.as_deref())?;
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(args.timeout)
+        .user_agent(concat!("knolyx-webhook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Failure::usage(format!("cannot build the HTTP client: {e}")))?;
+
+    let total = args.times.saturating_mul(args.concurrency);
+    let note = |text: &str| {
+        if args.json {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    };
+    let shape = match (args.times, args.concurrency) {
+        (1, 1) => "1 delivery".to_owned(),
+        (times, 1) => format!("{times} deliveries, one after the other"),
+        (1, c) => format!("{c} deliveries at once"),
+        (times, c) => format!("{total} deliveries: {times} rounds of {c} at once"),
+    };
+    note(&format!(
+        "Sending {} {} to {url} ({shape})",
+        event.event_type, event.id
+    ));
+    if args.show_body {
+        note(&String::from_utf8_lossy(&event.body));
+    }
+
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut reports = Vec::with_capacity(total as usize);
+    let mut n = 0;
+    for _ in 0..args.times {
+        let mut round = JoinSet::new();
+        let barrier = Arc::new(Barrier::new(args.concurrency as usize));
+        for _ in 0..args.concurrency {
+            n += 1;
+            let (client, url, token, body, barrier) = (
+                client.clone(),
+                url.clone(),
+                token.clone(),
+                event.body.clone(),
+                Arc::clone(&barrier),
+            );
+            round.spawn(async move {
+                barrier.wait().await;
+                deliver(client, url, token, body, n).await
+            });
+        }
+        while let Some(joined) = round.join_next().await {
+            let report = joined.unwrap_or_else(|e| Report {
+                n: 0,
+                status: None,
+                accepted: false,
+                duplicate: false,
+                body: None,
+                error: Some(format!("delivery task failed: {e}")),
+                ms: 0.0,
+            });
+            summary.add(&report);
+            if !args.json {
+                println!("{}", report.line(total));
+            }
+            reports.push(report);
+        }
+    }
+    let elapsed = started.elapsed();
+    let code = summary.exit_code();
+
+    if args.json {
+        reports.sort_by_key(|r| r.n);
+        let report = serde_json::json!({
+            "id": event.id,
+            "type": event.event_type,
+            "url": url.as_str(),
+            "deliveries": reports,
+            "summary": summary,
+            "ms": ms(elapsed),
+            "exitCode": code,
+        });
+        println!("{report}");
+    } else {
+        println!("{}", summary_line(&summary, elapsed));
+    }
+    if summary.failed > 0 {
+        eprintln!("hint: is the receiver running and listening at {url}?");
+    } else if reports.iter().any(|r| r.status == Some(401)) {
+        eprintln!(
+            "hint: 401 means the receiver refused the token: give it the same token \
+             (KNOLYX_WEBHOOK_TOKEN) as --token"
+        );
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+/// The closing line of text output.
+fn summary_line(summary: &Summary, elapsed: Duration) -> String {
+    let plural = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "{}: {} accepted ({}), {} rejected, {} failed, in {:.1} ms",
+        plural(summary.deliveries, "delivery", "deliveries"),
+        summary.accepted,
+        plural(summary.duplicates, "duplicate", "duplicates"),
+        summary.rejected,
+        summary.failed,
+        ms(elapsed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_type_builds_in_either_spelling() {
+        for name in TestEvent::known_types() {
+            let kebab = name.to_ascii_lowercase().replace('_', "-");
+            for spelling in [name.to_owned(), kebab] {
+                let event = build_event(&spelling, Some("m-1"), None).unwrap();
+                assert_eq!(event.event_type, name);
+                assert_eq!(event.id, "m-1");
+                let json: serde_json::Value = serde_json::from_slice(&event.body).unwrap();
+                assert_eq!(json["id"], "m-1");
+                assert_eq!(json["type"], name);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_types_need_data() {
+        let failure = build_event("CERTIFICATE_ISSUED", None, None).unwrap_err();
+        assert_eq!(failure.code, exit::USAGE);
+        assert!(failure.message.contains("COURSE_PAYMENT_RECEIVED"));
+
+        let event = build_event("CERTIFICATE_ISSUED", Some("c-1"), Some(r#"{"n": 1}"#)).unwrap();
+        assert_eq!(
+            &event.body[..],
+            br#"{"id":"c-1","type":"CERTIFICATE_ISSUED","data":{"n": 1}}"#
+        );
+        let event = build_event("course-started", None, Some("{}")).unwrap();
+        assert_eq!(event.event_type, "COURSE_STARTED");
+        assert!(build_event("X", None, Some("{nope")).is_err());
+    }
+
+    #[test]
+    fn excerpts_are_short_single_lines() {
+        assert_eq!(excerpt(b""), None);
+        assert_eq!(excerpt(b" a\n b "), Some("a b".to_owned()));
+        let long = "x".repeat(500);
+        assert_eq!(
+            excerpt(long.as_bytes()).unwrap().chars().count(),
+            BODY_EXCERPT_CHARS + 1
+        );
+    }
+
+    #[test]
+    fn summary_decides_the_exit_code() {
+        let ok = Report {
+            n: 1,
+            status: Some(200),
+            accepted: true,
+            duplicate: false,
+            body: None,
+            error: None,
+            ms: 1.0,
+        };
+        let rejected = Report {
+            status: Some(503),
+            accepted: false,
+            ..ok.clone()
+        };
+        let failed = Report {
+            status: None,
+            error: Some("x".into()),
+            accepted: false,
+            ..ok.clone()
+        };
+        let mut s = Summary::default();
+        s.add(&ok);
+        assert_eq!(s.exit_code(), exit::SUCCESS);
+        s.add(&rejected);
+        assert_eq!(s.exit_code(), exit::REJECTED);
+        s.add(&failed);
+        assert_eq!(s.exit_code(), exit::TRANSPORT);
+        assert_eq!(
+            summary_line(&s, Duration::from_millis(2)),
+            "3 deliveries: 1 accepted (0 duplicates), 1 rejected, 1 failed, in 2.0 ms"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! `--help` and usage errors.
+
+use crate::support::run;
+
+#[tokio::test]
+async fn help_names_the_commands_env_vars_examples_and_exit_codes() {
+    let out = run(&["--help"], &[]).await;
+    assert_eq!(out.code, 0);
+    for needle in [
+        "webhooks",
+        "send",
+        "KNOLYX_API_URL",
+        "KNOLYX_API_KEY",
+        "KNOLYX_PROJECT_ID",
+        "KNOLYX_WEBHOOK_TOKEN",
+        "knolyx-webhook send course-completed --url http://localhost:3000/webhooks/knolyx --token $KNOLYX_WEBHOOK_TOKEN --times 2",
+        "Exit codes:",
+        "3  transport failure",
+    ] {
+        assert!(out.stdout.contains(needle), "--help lacks {needle:?}");
+    }
+
+    let out = run(&["send", "--help"], &[]).await;
+    assert_eq!(out.code, 0);
+    for flag in [
+        "--url",
+        "--token",
+        "--id",
+        "--times",
+        "--concurrency",
+        "--data-file",
+        "--json",
+        "KNOLYX_WEBHOOK_TOKEN",
+    ] {
+        assert!(out.stdout.contains(flag), "send --help lacks {flag}");
+    }
+}
+
+#[tokio::test]
+async fn help_never_shows_secret_values_from_the_environment() {
+    let env = [
+        ("KNOLYX_API_KEY", "api-key-do-not-print"),
+        ("KNOLYX_WEBHOOK_TOKEN", "token-do-not-print"),
+    ];
+    for args in [
+        &["webhooks", "create", "--help"][..],
+        &["send", "--help"][..],
+    ] {
+        let out = run(args, &env).await;
+        assert_eq!(out.code, 0);
+        assert!(!out.all_output().contains("do-not-print"));
+    }
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    // Missing configuration: clap names the flag and the variable.
+    let out = run(&["webhooks", "list"], &[]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--api-url"), "{}", out.stderr);
+
+    // Unknown event type: the valid ones are listed, nothing is sent.
+    let out = run(
+        &[
+            "send",
+            "course-finished",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--token",
+            "t",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    for name in [
+        "PING",
+        "COURSE_COMPLETED",
+        "COURSE_STARTED",
+        "COURSE_PAYMENT_RECEIVED",
+        "BUNDLE_PAYMENT_RECEIVED",
+        "--data-file",
+    ] {
+        assert!(
+            out.stderr.contains(name),
+            "the error lacks {name}: {}",
+            out.stderr
+        );
+    }
+
+    // Missing token.
+    let out = run(&["send", "ping", "--url", "http://127.0.0.1:9/x"], &[]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--token"));
+
+    // Zero deliveries make no sense.
+    let out = run(
+        &[
+            "send",
+            "ping",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--token",
+            "t",
+            "--times",
+            "0",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 2);
+
+    // A data file that is not JSON.
+    let out = run(
+        &[
+            "send",
+            "x",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--token",
+            "t",
+            "--data-file",
+            "/nonexistent/file.json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("/nonexistent/file.json"));
+}

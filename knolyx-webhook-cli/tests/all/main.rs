@@ -1,0 +1,7 @@
+//! End-to-end tests of the `knolyx-webhook` binary: every test runs the real binary
+//! against servers started in the test on 127.0.0.1.
+
+mod help;
+mod send;
+mod support;
+mod webhooks;

@@ -16,3 +16,9 @@ pub mod running;
 pub mod scenarios;
 
 pub use running::RunningReceiver;
+
+// The repository's README: its Rust snippets are compiled as doctests here, where every
+// crate they use is a dependency.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -69,7 +69,3 @@ pub use pipeline::{
 pub use rejection::{Answer, DUPLICATE_HEADER, Rejection, Reply};
 pub use store::{IdempotencyStore, MemoryStore};
 pub use token::{SecretToken, TOKEN_HEADER, TokenVerifier};
-
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

@@ -6,5 +6,7 @@ mod sql;
 mod store;
 mod table;
 
+/// The sqlx version this crate is built on, for building the [`PgPool`](sqlx::PgPool).
+pub use sqlx;
 pub use store::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, PostgresStoreBuilder, schema_sql};
 pub use table::{DEFAULT_TABLE, InvalidTableName, TableName};

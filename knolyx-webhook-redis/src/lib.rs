@@ -5,6 +5,8 @@ mod error;
 mod scripts;
 mod store;
 
+/// The redis version this crate is built on.
+pub use redis;
 pub use store::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_OPERATION_TIMEOUT, RedisStore,
     RedisStoreBuilder,

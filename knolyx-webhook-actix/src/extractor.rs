@@ -61,6 +61,7 @@ impl FromRequest for KnolyxEvent {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let head = check_head(req);
         let payload = payload.take();
+        let req = req.clone();
         Box::pin(async move {
             let (reception, slot, declared) = head?;
             let body = read_body(payload, reception.body_limit(), declared)
@@ -69,6 +70,11 @@ impl FromRequest for KnolyxEvent {
             match reception.accept_body(body).await? {
                 Accepted::Deliver(delivery) => {
                     let (event, settlement) = delivery.into_parts();
+                    // For a handler completing the claim in its own transaction
+                    // (`web::ReqData<ClaimRef>`, extracted after `KnolyxEvent`).
+                    if let Some(claim) = settlement.claim_ref() {
+                        req.extensions_mut().insert(claim);
+                    }
                     slot.put_settlement(settlement);
                     Ok(KnolyxEvent(event))
                 }

@@ -63,8 +63,8 @@ pub use event::{
     UnknownEvent, User, WebhookEvent,
 };
 pub use pipeline::{
-    Accepted, ConfigError, Delivery, InvalidDataHandling, PingHandling, Reception, Settled,
-    Settlement, StoreFailureHandling, WebhookReceiver, WebhookReceiverBuilder,
+    Accepted, ClaimRef, ConfigError, Delivery, InvalidDataHandling, PingHandling, Reception,
+    Settled, Settlement, StoreFailureHandling, WebhookReceiver, WebhookReceiverBuilder,
 };
 pub use rejection::{Answer, DUPLICATE_HEADER, Rejection, Reply};
 pub use store::{IdempotencyStore, MemoryStore};

@@ -61,6 +61,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -573,6 +574,7 @@ impl Reception {
             owner,
             store: Arc::clone(&self.receiver.inner.store),
             retention: self.receiver.inner.retention,
+            completed_by_handler: Arc::new(AtomicBool::new(false)),
         });
         Accepted::Deliver(Delivery {
             event,
@@ -638,6 +640,63 @@ struct ClaimHandle {
     owner: OwnerToken,
     store: Arc<dyn IdempotencyStore>,
     retention: Duration,
+    completed_by_handler: Arc<AtomicBool>,
+}
+
+/// The claim of the delivery being handled, handed to the handler (adapters put it in the
+/// request's extensions) so that it can complete the claim itself, inside its own
+/// transaction, together with its side effect: see
+/// `knolyx_webhook_postgres::PostgresStore::complete_in_transaction`. Then no crash can
+/// separate the side effect from the completion.
+///
+/// A store that completes through a `ClaimRef` calls [`mark_completed`](Self::mark_completed)
+/// once its fenced completion succeeded; the [`Settlement`] then does not complete again.
+/// Should the transaction roll back, answer with an error status: the settlement releases
+/// the claim (its fenced release still finds it in progress) and Knolyx's retry runs the
+/// handler.
+#[derive(Clone)]
+pub struct ClaimRef {
+    id: Arc<str>,
+    owner: OwnerToken,
+    retention: Duration,
+    completed_by_handler: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for ClaimRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimRef")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("completed", &self.is_marked_completed())
+            .finish()
+    }
+}
+
+impl ClaimRef {
+    /// The message id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The owner token that fences the claim.
+    pub fn owner(&self) -> OwnerToken {
+        self.owner
+    }
+
+    /// How long the completed id is to be remembered.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// Records that the claim was completed by the handler (in its own transaction).
+    pub fn mark_completed(&self) {
+        self.completed_by_handler.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`mark_completed`](Self::mark_completed) was called.
+    pub fn is_marked_completed(&self) -> bool {
+        self.completed_by_handler.load(Ordering::SeqCst)
+    }
 }
 
 /// Finishes a delivery once its handler has run: a 2xx completes the claim (the id is then
@@ -692,6 +751,17 @@ impl Settlement {
         self.claim.is_some()
     }
 
+    /// The claim, for a handler that completes it in its own transaction (adapters insert
+    /// it in the request's extensions). `None` without a claim.
+    pub fn claim_ref(&self) -> Option<ClaimRef> {
+        self.claim.as_ref().map(|c| ClaimRef {
+            id: Arc::from(c.id.as_str()),
+            owner: c.owner,
+            retention: c.retention,
+            completed_by_handler: Arc::clone(&c.completed_by_handler),
+        })
+    }
+
     /// Settles by the handler's HTTP status: 2xx completes, anything else releases.
     pub async fn settle(self, status: u16) -> Settled {
         self.settle_with((200..300).contains(&status)).await
@@ -708,7 +778,10 @@ impl Settlement {
             self.span.record("outcome", outcome);
             return Settled::NoClaim;
         };
-        let result = if handler_succeeded {
+        let result = if handler_succeeded && claim.completed_by_handler.load(Ordering::SeqCst) {
+            // Completed in the handler's own transaction, fenced by the same owner.
+            Ok(SettleOutcome::Settled)
+        } else if handler_succeeded {
             claim
                 .store
                 .complete(&claim.id, claim.owner, claim.retention)

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use knolyx_webhook_core::ClaimRef;
 use knolyx_webhook_core::store::{
     ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult, async_trait,
 };
@@ -143,6 +144,57 @@ impl PostgresStore {
             .await
             .map_err(error::map)?;
         Ok(done.rows_affected())
+    }
+
+    /// Completes `claim` on `conn` — typically inside your own transaction, beside the
+    /// side effect of your handler — so that the side effect and the completion commit
+    /// together or not at all: no crash can leave one without the other.
+    ///
+    /// The completion is fenced like [`complete`](IdempotencyStore::complete): it applies only
+    /// while the claim is in progress, owned by this delivery, with an unexpired lease. When
+    /// it applies, the claim is marked completed, so the pipeline does not complete it again
+    /// after your 2xx. If your transaction then rolls back, answer with an error status: the
+    /// claim is released and Knolyx's retry runs the handler.
+    ///
+    /// The adapters hand the claim to the handler in the request's extensions: axum
+    /// `Extension<ClaimRef>`, actix-web `web::ReqData<ClaimRef>` (after `KnolyxEvent`).
+    ///
+    /// ```no_run
+    /// use knolyx_webhook_core::ClaimRef;
+    /// use knolyx_webhook_core::store::SettleOutcome;
+    /// # async fn handler(store: knolyx_webhook_postgres::PostgresStore, claim: ClaimRef,
+    /// #     pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO enrolments (message_id, user_id, course_id) VALUES ($1, $2, $3)")
+    ///     .bind(claim.id())
+    ///     .bind(48213_i64)
+    ///     .bind(1207_i64)
+    ///     .execute(&mut *tx)
+    ///     .await?;
+    /// if store.complete_in_transaction(&mut tx, &claim).await? == SettleOutcome::Settled {
+    ///     tx.commit().await?; // side effect and completion, together
+    /// } // else: the lease was lost to a retry; dropping `tx` rolls the side effect back
+    /// # Ok(()) }
+    /// ```
+    pub async fn complete_in_transaction(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        claim: &ClaimRef,
+    ) -> StoreResult<SettleOutcome> {
+        let done = error::within(
+            self.operation_timeout,
+            sqlx::query(&self.queries.complete)
+                .bind(claim.id())
+                .bind(claim.owner().to_string())
+                .bind(millis(claim.retention()))
+                .execute(conn),
+        )
+        .await?;
+        let outcome = settled(done.rows_affected());
+        if outcome == SettleOutcome::Settled {
+            claim.mark_completed();
+        }
+        Ok(outcome)
     }
 
     /// A stable advisory-lock key for this table's migration (FNV-1a of its name).

@@ -140,6 +140,10 @@ where
     };
     let (event, settlement) = delivery.into_parts();
     parts.extensions.insert(event);
+    // For a handler completing the claim in its own transaction (`Extension<ClaimRef>`).
+    if let Some(claim) = settlement.claim_ref() {
+        parts.extensions.insert(claim);
+    }
     let request = Request::from_parts(parts, Full::new(bytes));
 
     // If this future is dropped or the inner service panics from here on, `settlement` is

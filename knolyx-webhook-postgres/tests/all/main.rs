@@ -5,3 +5,4 @@ mod behaviour;
 mod conformance;
 mod failure;
 mod support;
+mod transaction;

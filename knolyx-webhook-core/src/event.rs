@@ -60,10 +60,11 @@ use serde_json::value::RawValue;
 pub const MAX_ID_LEN: usize = 255;
 
 /// The deepest nesting of arrays and objects accepted in the raw `data` of an
-/// [`Event::Unknown`] (serde_json's own limit for typed data), so that a handler decoding it
-/// never meets a nesting its parser refuses. Typed data is bounded by serde_json itself, and
-/// unknown fields are skipped without recursion, whatever their depth.
-pub const MAX_DEPTH: usize = 128;
+/// [`Event::Unknown`]: one less than serde_json's own limit (128), so that the data, and the
+/// envelope re-serialised around it, still parse into a `serde_json::Value`. Typed data is
+/// bounded by serde_json itself, and unknown fields are skipped without recursion, whatever
+/// their depth.
+pub const MAX_DEPTH: usize = 127;
 
 /// Event type names as Knolyx sends them in the envelope's `type` field.
 pub mod types {
@@ -877,9 +878,9 @@ mod tests {
         assert!(depth_within(br#"{"a":"[[[[[[\"[[[["}"#, 1));
         assert!(!depth_within(br#"{"a":[1]}"#, 1));
         assert!(depth_within(br#"{"a":[1]}"#, 2));
-        let nested = [b"[".repeat(128), b"]".repeat(128)].concat();
+        let nested = [b"[".repeat(127), b"]".repeat(127)].concat();
         assert!(depth_within(&nested, MAX_DEPTH));
-        let deeper = [b"[".repeat(129), b"]".repeat(129)].concat();
+        let deeper = [b"[".repeat(128), b"]".repeat(128)].concat();
         assert!(!depth_within(&deeper, MAX_DEPTH));
     }
 

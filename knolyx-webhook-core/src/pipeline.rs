@@ -73,7 +73,9 @@ use crate::rejection::{
     Answer, InFlight, InvalidEventData, MalformedPayload, MethodNotAllowed, PayloadTooLarge,
     Rejection, StoreUnavailable, Unauthorized,
 };
-use crate::store::{ClaimOutcome, IdempotencyStore, MemoryStore, OwnerToken, SettleOutcome};
+use crate::store::{
+    ClaimOutcome, IdempotencyStore, MemoryStore, OwnerToken, SettleOutcome, StoreError,
+};
 use crate::token::{InvalidToken, SecretToken, TOKEN_HEADER, TokenVerifier};
 
 /// The default body limit: 64 KiB.
@@ -778,17 +780,19 @@ impl Settlement {
             self.span.record("outcome", outcome);
             return Settled::NoClaim;
         };
-        let result = if handler_succeeded && claim.completed_by_handler.load(Ordering::SeqCst) {
-            // Completed in the handler's own transaction, fenced by the same owner.
-            Ok(SettleOutcome::Settled)
-        } else if handler_succeeded {
-            claim
-                .store
-                .complete(&claim.id, claim.owner, claim.retention)
-                .await
-        } else {
-            claim.store.release(&claim.id, claim.owner).await
+        // Should this future be dropped while the store answers (the client hung up and the
+        // server dropped the request), the guard finishes the same operation on the runtime:
+        // a handler's success must not be lost to a hang-up. Repeating a settle is harmless,
+        // as settling is fenced by the owner token.
+        let guard = SettleGuard {
+            claim: Some(claim),
+            succeeded: handler_succeeded,
         };
+        let result = match &guard.claim {
+            Some(claim) => claim.settle(handler_succeeded).await,
+            None => Ok(SettleOutcome::NotOwner),
+        };
+        guard.disarm();
         let (outcome, settled) = match (handler_succeeded, &result) {
             (true, Ok(SettleOutcome::Settled)) => ("handled", Settled::Completed),
             (false, Ok(SettleOutcome::Settled)) => ("handler_failed", Settled::Released),
@@ -821,6 +825,65 @@ impl Settlement {
     }
 }
 
+impl ClaimHandle {
+    /// Completes (the handler succeeded) or releases the claim.
+    async fn settle(&self, handler_succeeded: bool) -> Result<SettleOutcome, StoreError> {
+        if handler_succeeded && self.completed_by_handler.load(Ordering::SeqCst) {
+            // Completed in the handler's own transaction, fenced by the same owner.
+            Ok(SettleOutcome::Settled)
+        } else if handler_succeeded {
+            self.store
+                .complete(&self.id, self.owner, self.retention)
+                .await
+        } else {
+            self.store.release(&self.id, self.owner).await
+        }
+    }
+
+    /// Settles on the current Tokio runtime, detached from the request (`tokio` feature).
+    /// Returns false when there is no runtime to do it: the lease then expires.
+    fn settle_detached(self, handler_succeeded: bool) -> bool {
+        #[cfg(feature = "tokio")]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = self.settle(handler_succeeded).await;
+            });
+            return true;
+        }
+        let _ = handler_succeeded;
+        false
+    }
+}
+
+/// Finishes a settle whose future was dropped half-way.
+struct SettleGuard {
+    claim: Option<ClaimHandle>,
+    succeeded: bool,
+}
+
+impl SettleGuard {
+    fn disarm(mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            let detached = claim.settle_detached(self.succeeded);
+            tracing::warn!(
+                detached,
+                "the request was dropped while its claim was being settled; settling it {}",
+                if detached {
+                    "in the background"
+                } else {
+                    "by lease expiry"
+                }
+            );
+        }
+    }
+}
+
 impl Drop for Settlement {
     fn drop(&mut self) {
         let Some(claim) = self.claim.take() else {
@@ -828,21 +891,16 @@ impl Drop for Settlement {
         };
         self.span.record("outcome", "abandoned");
         let _entered = self.span.enter();
-        #[cfg(feature = "tokio")]
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if claim.settle_detached(false) {
             tracing::warn!(
                 outcome = "abandoned",
                 "handler did not finish (panic or dropped request); releasing the claim"
             );
-            runtime.spawn(async move {
-                let _ = claim.store.release(&claim.id, claim.owner).await;
-            });
-            return;
+        } else {
+            tracing::warn!(
+                outcome = "abandoned",
+                "handler did not finish (panic or dropped request); the claim's lease will expire"
+            );
         }
-        tracing::warn!(
-            outcome = "abandoned",
-            "handler did not finish (panic or dropped request); the claim's lease will expire"
-        );
-        drop(claim);
     }
 }

@@ -7,6 +7,10 @@ mod store;
 
 /// The redis version this crate is built on.
 pub use redis;
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub use store::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_OPERATION_TIMEOUT, RedisStore,
     RedisStoreBuilder,

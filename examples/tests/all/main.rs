@@ -2,5 +2,8 @@
 
 mod axum;
 mod binaries;
+mod faults;
+mod leaks;
+mod outage;
 mod replicas;
 mod scenarios;

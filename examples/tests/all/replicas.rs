@@ -12,25 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use knolyx_webhook_core::WebhookReceiver;
-use knolyx_webhook_core::testing::TestEvent;
+use knolyx_webhook_core::testing::{TestEvent, service_url};
 use knolyx_webhook_examples::{EventHandler, StoreChoice, actix_receiver, axum_receiver};
 use tokio::sync::Notify;
 
 const TOKEN: &str = "examples-replicas-token";
 const DELIVERIES: usize = 50;
-
-fn service_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("KNOLYX_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{var} is not set, and KNOLYX_TEST_REQUIRE_SERVICES=1 requires it")
-        }
-        _ => {
-            eprintln!("skipping: {var} is not set");
-            None
-        }
-    }
-}
 
 async fn replica(url: &str) -> WebhookReceiver {
     let store = StoreChoice::parse(url).unwrap().connect().await.unwrap();

@@ -16,12 +16,16 @@
 //! ```
 
 pub mod conformance;
+mod events;
+pub mod faulty;
 #[cfg(feature = "model")]
 #[cfg_attr(docsrs, doc(cfg(feature = "model")))]
 pub mod model;
-mod events;
+mod services;
 
 pub use events::{TestEvent, random_id};
+pub use faulty::{CallOutcome, Fault, FaultyStore, StoreCall, StoreOp, Times};
+pub use services::service_url;
 
 /// The vendor's sample deliveries (valid JSON versions of the guide's samples), one per
 /// documented type, as `(type name, body)`.

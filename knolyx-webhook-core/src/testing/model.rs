@@ -156,9 +156,7 @@ impl ModelConfig {
             long: Duration::from_secs(3600),
             time: TimeControl::Manual {
                 clock,
-                steps: [100, 200, 300, 400]
-                    .map(Duration::from_millis)
-                    .to_vec(),
+                steps: [100, 200, 300, 400].map(Duration::from_millis).to_vec(),
             },
             seed: None,
             max_shrink_runs: 2048,
@@ -195,10 +193,23 @@ enum Span {
 /// One step of a sequence. Ids and owners are indices.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
-    Claim { id: usize, owner: usize, lease: Span },
-    Complete { id: usize, owner: usize, retention: Span },
-    Release { id: usize, owner: usize },
-    Advance { step: usize },
+    Claim {
+        id: usize,
+        owner: usize,
+        lease: Span,
+    },
+    Complete {
+        id: usize,
+        owner: usize,
+        retention: Span,
+    },
+    Release {
+        id: usize,
+        owner: usize,
+    },
+    Advance {
+        step: usize,
+    },
 }
 
 impl fmt::Debug for Op {
@@ -286,7 +297,9 @@ const GUARD: Duration = Duration::from_millis(5);
 
 async fn run_case<S: IdempotencyStore + ?Sized>(
     store: &S,
-    config: &ModelConfig, ops: &[Op]) -> Outcome {
+    config: &ModelConfig,
+    ops: &[Op],
+) -> Outcome {
     let prefix = format!("model-{}-", OwnerToken::generate());
     let owners: Vec<OwnerToken> = (0..config.owners).map(|_| OwnerToken::generate()).collect();
     let id_of = |i: usize| format!("{prefix}{i}");
@@ -421,7 +434,10 @@ pub async fn check<S: IdempotencyStore + ?Sized>(store: Arc<S>, config: ModelCon
     if let TimeControl::Manual { steps, .. } = &config.time {
         assert!(!steps.is_empty(), "model check: no time steps");
     }
-    assert!(config.short < config.long, "model check: short must be below long");
+    assert!(
+        config.short < config.long,
+        "model check: short must be below long"
+    );
     let seed = std::env::var("KNOLYX_MODEL_SEED")
         .ok()
         .and_then(|s| s.trim().parse().ok())

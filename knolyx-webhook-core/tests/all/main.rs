@@ -1,7 +1,10 @@
 //! Integration tests of knolyx-webhook-core: one test binary, one module per topic.
 
 mod bad_inputs;
+mod corpus;
 mod fixtures;
+mod fuzz_checks;
+mod model;
 mod pipeline_table;
 mod stores;
 mod support;

@@ -313,3 +313,31 @@ async fn the_store_is_object_safe_behind_arc_dyn() {
     s.settle(200).await;
     assert_eq!(state(&*store, "m-dyn").await, State::Completed);
 }
+
+#[tokio::test]
+async fn a_settle_dropped_half_way_is_finished_in_the_background() {
+    use knolyx_webhook_core::testing::{CallOutcome, Fault, FaultyStore, StoreOp, Times};
+
+    let store = FaultyStore::new(MemoryStore::new());
+    let r = builder().store(store.clone()).build().unwrap();
+    let (_, settlement) = expect_deliver(put(&r, course_started("m-hangup")).await).into_parts();
+    // The handler succeeded; the store holds the complete, and the request is dropped
+    // meanwhile (a client hanging up, as hyper does it).
+    store.inject(StoreOp::Complete, Fault::Hold, Times::Next(1));
+    let settling = tokio::spawn(settlement.settle(200));
+    store
+        .wait_for(|c| c.op == StoreOp::Complete && c.outcome == CallOutcome::Pending)
+        .await;
+    settling.abort();
+    assert!(settling.await.unwrap_err().is_cancelled());
+    // The success is not lost: the same complete is sent again, detached, and applies.
+    let done = store
+        .wait_for(|c| {
+            c.op == StoreOp::Complete
+                && c.outcome
+                    == CallOutcome::Settle(knolyx_webhook_core::store::SettleOutcome::Settled)
+        })
+        .await;
+    assert_eq!(done.id, "m-hangup");
+    assert_eq!(state(store.inner(), "m-hangup").await, State::Completed);
+}

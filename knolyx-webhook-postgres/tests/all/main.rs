@@ -4,5 +4,6 @@
 mod behaviour;
 mod conformance;
 mod failure;
+mod model;
 mod support;
 mod transaction;

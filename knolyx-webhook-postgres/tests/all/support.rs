@@ -8,23 +8,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// The service URL in `var`, or `None` (after a notice) when unset; unset fails when
-/// `KNOLYX_TEST_REQUIRE_SERVICES=1` (CI).
-pub(crate) fn service_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("KNOLYX_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{var} is not set, and KNOLYX_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!("skipping: {var} is not set");
-            None
-        }
-    }
-}
-
 pub(crate) fn database_url() -> Option<String> {
-    service_url("KNOLYX_TEST_DATABASE_URL")
+    knolyx_webhook_core::testing::service_url("KNOLYX_TEST_DATABASE_URL")
 }
 
 /// A table name no other test (or run) uses.

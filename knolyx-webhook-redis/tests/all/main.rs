@@ -4,4 +4,5 @@
 mod behaviour;
 mod conformance;
 mod failure;
+mod model;
 mod support;

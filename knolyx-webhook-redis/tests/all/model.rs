@@ -1,0 +1,29 @@
+//! The Redis store against the reference model of the store states (random sequences of
+//! claim, complete, release and real time passing), with fewer cases than the memory
+//! store's run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use knolyx_webhook_core::testing::model::{self, ModelConfig, TimeControl};
+use knolyx_webhook_redis::RedisStore;
+
+use crate::support::{redis_url, unique_prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_matches_the_model() {
+    let Some(url) = redis_url() else { return };
+    let store = RedisStore::builder()
+        .key_prefix(unique_prefix("model"))
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut config = ModelConfig::real_time();
+    config.cases = 6;
+    config.max_ops = 16;
+    config.short = Duration::from_millis(300);
+    config.time = TimeControl::Real {
+        slack: Duration::from_millis(200),
+    };
+    model::check(Arc::new(store), config).await;
+}

@@ -52,6 +52,11 @@ impl Naive {
     }
 }
 
+/// `n` more ids, distinct from `0..n`.
+fn turnover(n: u64) -> Vec<String> {
+    (n..2 * n).map(id).collect()
+}
+
 fn memory_per_id(n: u64) -> (f64, f64) {
     let ids: Vec<String> = (0..n).map(id).collect();
     let before = heap_bytes();
@@ -67,6 +72,22 @@ fn memory_per_id(n: u64) -> (f64, f64) {
     }
     let ours = (heap_bytes() - before) as f64 / n as f64;
     assert_eq!(store.len(), n as usize);
+    drop(store);
+
+    // At capacity, after a full turnover of evictions: memory must not have grown.
+    let before = heap_bytes();
+    let store = MemoryStore::builder().capacity(n as usize).build();
+    for id in ids.iter().chain(&turnover(n)) {
+        let owner = OwnerToken::generate();
+        if now(store.claim(id, owner, LEASE)).unwrap() == ClaimOutcome::Claimed {
+            now(store.complete(id, owner, RETENTION)).unwrap();
+        }
+    }
+    let churned = (heap_bytes() - before) as f64 / store.len() as f64;
+    println!(
+        "memory at capacity {n} after {n} evictions: MemoryStore {churned:.1} B/id ({} ids held)",
+        store.len()
+    );
     drop(store);
 
     let before = heap_bytes();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+use super::table::Table;
 use super::{
     ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreErrorKind,
     StoreResult, async_trait,
@@ -25,11 +26,12 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 /// # Bounds, and what eviction means
 ///
 /// The store remembers at most `capacity` ids (default [`DEFAULT_CAPACITY`]), in progress
-/// and completed together. The bound is kept per shard (each holds `capacity / shards`), so
-/// eviction can begin a little before the whole store is full, in a shard that is fuller
-/// than average: size the capacity with some room. A completed id is forgotten when its
-/// retention expires, or, when its shard is full, earlier: a new claim then evicts the
-/// oldest completed id of that shard.
+/// and completed together. The bound is kept per shard (each holds its share of
+/// `capacity`), so eviction can begin a little before the whole store is full, in a shard
+/// that is fuller than average: size the capacity with some room. A completed id is
+/// forgotten when its retention expires, or, when its shard is full, earlier: a new claim
+/// then evicts the oldest completed id of that shard. Memory stays flat once the store is
+/// full: the table of completed ids leaves no tombstones behind evictions.
 /// **An evicted id is no longer recognised as a duplicate**: if Knolyx retransmitted it,
 /// the handler would run again. Size the capacity for the number of events you receive in
 /// the retention window (72 hours by default). Ids in progress are never evicted: when a
@@ -49,7 +51,6 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 /// ```
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
-    shard_capacity: usize,
     capacity: usize,
     keys: (u64, u64),
     epoch: Instant,
@@ -120,8 +121,9 @@ impl MemoryStoreBuilder {
             .unwrap_or((cores * 16).min(256))
             .min(self.capacity)
             .max(1);
-        let shard_capacity = self.capacity.div_ceil(shards);
-        let initial = if self.preallocate { shard_capacity } else { 0 };
+        // Exactly `capacity` in all: the first `capacity % shards` shards hold one more.
+        let (base, extra) = (self.capacity / shards, self.capacity % shards);
+        let shard_capacity = |i: usize| base + usize::from(i < extra);
         let mut keys = [0u8; 16];
         if getrandom::fill(&mut keys).is_err() {
             // Without OS randomness, the keys only lose their resistance to crafted ids.
@@ -131,9 +133,8 @@ impl MemoryStoreBuilder {
         let (k0, k1) = keys.split_at(8);
         MemoryStore {
             shards: (0..shards)
-                .map(|_| Mutex::new(Shard::with_capacity(initial)))
+                .map(|i| Mutex::new(Shard::new(shard_capacity(i), self.preallocate)))
                 .collect(),
-            shard_capacity,
             capacity: self.capacity,
             keys: (
                 u64::from_le_bytes(k0.try_into().unwrap_or_default()),
@@ -290,10 +291,12 @@ struct Queued {
 }
 
 struct Shard {
+    /// The most ids this shard remembers.
+    capacity: usize,
     /// Completed ids, by the 64-bit part of their key. Two ids whose 64-bit parts collide
     /// (about once in 10¹³ pairs) share a slot and the later replaces the earlier: the
     /// earlier is forgotten, never mistaken for the later.
-    completed: FastMap<u64, Done>,
+    completed: Table,
     /// Completed ids in the order they completed, for expiry and eviction; an entry that no
     /// longer matches the map is stale and skipped.
     order: VecDeque<Queued>,
@@ -304,9 +307,11 @@ struct Shard {
 }
 
 impl Shard {
-    fn with_capacity(n: usize) -> Self {
+    fn new(capacity: usize, preallocate: bool) -> Self {
+        let n = if preallocate { capacity } else { 0 };
         Self {
-            completed: FastMap::with_capacity_and_hasher(n, Default::default()),
+            capacity,
+            completed: Table::with_capacity(n),
             order: VecDeque::with_capacity(n),
             in_progress: FastMap::default(),
             sweep_at: 64,
@@ -314,14 +319,14 @@ impl Shard {
     }
 
     fn completed_until(&self, key: &Key) -> Option<u32> {
-        match self.completed.get(&key.hash) {
-            Some(done) if done.check == key.check => Some(done.until),
+        match self.completed.get(key.hash) {
+            Some((check, until)) if check == key.check => Some(until),
             _ => None,
         }
     }
 
     fn is_current(&self, q: &Queued) -> bool {
-        self.completed.get(&q.hash) == Some(&q.done)
+        self.completed.get(q.hash) == Some((q.done.check, q.done.until))
     }
 
     /// Drops completed ids whose retention expired, oldest first.
@@ -331,7 +336,7 @@ impl Shard {
                 if !tick_expired(q.done.until, now) {
                     break;
                 }
-                self.completed.remove(&q.hash);
+                self.completed.remove(q.hash);
             }
             self.order.pop_front();
         }
@@ -341,7 +346,7 @@ impl Shard {
     fn evict_oldest(&mut self) -> bool {
         while let Some(q) = self.order.pop_front() {
             if self.is_current(&q) {
-                self.completed.remove(&q.hash);
+                self.completed.remove(q.hash);
                 return true;
             }
         }
@@ -381,11 +386,11 @@ impl IdempotencyStore for MemoryStore {
             if !tick_expired(until, now) {
                 return Ok(ClaimOutcome::Completed);
             }
-            shard.completed.remove(&key.hash);
+            shard.completed.remove(key.hash);
         }
         shard.expire(now);
         shard.sweep_leases(now);
-        if shard.completed.len() + shard.in_progress.len() >= self.shard_capacity
+        if shard.completed.len() + shard.in_progress.len() >= shard.capacity
             && !shard.evict_oldest()
         {
             return Err(StoreError::new(
@@ -417,7 +422,7 @@ impl IdempotencyStore for MemoryStore {
             check: key.check,
             until: ticks_until(now, retention),
         };
-        shard.completed.insert(key.hash, done);
+        shard.completed.insert(key.hash, (done.check, done.until));
         shard.order.push_back(Queued {
             hash: key.hash,
             done,
@@ -523,6 +528,20 @@ mod tests {
             store.claim("b", probe, MINUTE).await.unwrap(),
             ClaimOutcome::Completed
         );
+    }
+
+    #[tokio::test]
+    async fn never_holds_more_than_its_capacity() {
+        let store = MemoryStore::builder().capacity(10).shards(3).build();
+        for i in 0..1000 {
+            let (id, o) = (format!("id-{i}"), OwnerToken::generate());
+            if store.claim(&id, o, MINUTE).await.unwrap() == ClaimOutcome::Claimed {
+                store.complete(&id, o, MINUTE).await.unwrap();
+            }
+            assert!(store.len() <= 10, "{} ids after {i} claims", store.len());
+        }
+        // Each of the 3 shards (4, 3 and 3 ids) is full.
+        assert_eq!(store.len(), 10);
     }
 
     #[test]

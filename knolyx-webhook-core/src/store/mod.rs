@@ -132,6 +132,7 @@ use std::time::Duration;
 pub use async_trait::async_trait;
 
 mod memory;
+mod table;
 
 pub use memory::{DEFAULT_CAPACITY, MemoryStore, MemoryStoreBuilder};
 

@@ -234,3 +234,27 @@ async fn both_print_the_same_lines_for_the_same_deliveries_and_stop_on_ctrl_c() 
         assert_eq!(keys, ["data", "id", "type"]);
     }
 }
+
+#[test]
+fn the_custom_store_example_passes_the_conformance_suite_and_survives_a_restart() {
+    let journal = std::env::temp_dir().join(format!(
+        "knolyx-custom-store-test-{}.log",
+        std::process::id()
+    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_custom-store"))
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&journal);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("conformance suite passed"), "{stdout}");
+    assert!(
+        stdout.contains("the duplicate survived the restart"),
+        "{stdout}"
+    );
+}

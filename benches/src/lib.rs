@@ -51,10 +51,24 @@ impl FreshIds {
     /// The next body, with an id never used before by this generator.
     pub fn next_body(&mut self) -> Bytes {
         self.next += 1;
+        self.body_for(self.next)
+    }
+
+    /// The body whose id is `n` in hexadecimal, zero-padded to the original id's length:
+    /// distinct `n` give distinct ids (for callers sharing one counter between several
+    /// generators or threads).
+    pub fn body_for(&self, n: u64) -> Bytes {
         let mut body = self.template.clone();
-        let digits = format!("{:0width$x}", self.next, width = self.id_len);
-        body[self.id_at..self.id_at + self.id_len]
-            .copy_from_slice(&digits.as_bytes()[digits.len() - self.id_len..]);
+        let id = &mut body[self.id_at..self.id_at + self.id_len];
+        id.fill(b'0');
+        let mut n = n;
+        for digit in id.iter_mut().rev() {
+            if n == 0 {
+                break;
+            }
+            *digit = b"0123456789abcdef"[(n % 16) as usize];
+            n /= 16;
+        }
         Bytes::from(body)
     }
 }

@@ -49,6 +49,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::Error as _;
@@ -407,7 +408,8 @@ impl<'de> Deserialize<'de> for Event {
 /// object), and deserialises from it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookEvent {
-    id: String,
+    // Shared with the delivery's claim: one allocation for both.
+    id: Arc<str>,
     event: Event,
     raw: Bytes,
 }
@@ -469,7 +471,7 @@ impl WebhookEvent {
             };
             if let Some(event) = event {
                 return Ok(Self {
-                    id: fast.id.to_owned(),
+                    id: Arc::from(fast.id),
                     event,
                     raw: body,
                 });
@@ -494,7 +496,7 @@ impl WebhookEvent {
                 }
                 Err(e) => return Err(e.with_context(&envelope.id, &envelope.event_type)),
             };
-            (envelope.id.into_owned(), event)
+            (Arc::from(envelope.id.as_ref()), event)
         };
         Ok(Self {
             id,
@@ -505,13 +507,13 @@ impl WebhookEvent {
 
     /// Builds a delivery from its parts; [`raw`](Self::raw) is the serialised envelope.
     ///
-    /// Fails with [`ParseErrorKind::InvalidId`] when the id is empty or longer than
-    /// [`MAX_ID_LEN`] bytes.
+    /// Fails with [`ParseErrorKind::InvalidId`] when the id is empty, longer than
+    /// [`MAX_ID_LEN`] bytes, or holds a control character.
     pub fn new(id: impl Into<String>, event: Event) -> Result<Self, ParseError> {
-        let id = id.into();
+        let id: String = id.into();
         check_id(&id)?;
         let mut this = Self {
-            id,
+            id: Arc::from(id),
             event,
             raw: Bytes::new(),
         };
@@ -522,6 +524,11 @@ impl WebhookEvent {
     /// The message id. Knolyx retransmits a message with the same id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The message id, shared.
+    pub(crate) fn shared_id(&self) -> Arc<str> {
+        Arc::clone(&self.id)
     }
 
     /// The type name, such as `"COURSE_COMPLETED"`.
@@ -624,7 +631,7 @@ fn check_id(id: &str) -> Result<(), ParseError> {
 impl Serialize for WebhookEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("WebhookEvent", 3)?;
-        s.serialize_field("id", &self.id)?;
+        s.serialize_field("id", self.id())?;
         s.serialize_field("type", self.event.event_type())?;
         s.serialize_field("data", &DataOf(&self.event))?;
         s.end()

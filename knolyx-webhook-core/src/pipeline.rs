@@ -60,8 +60,8 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -572,11 +572,11 @@ impl Reception {
 
     fn deliver(&self, event: WebhookEvent, owner: Option<OwnerToken>) -> Accepted {
         let claim = owner.map(|owner| ClaimHandle {
-            id: event.id().to_owned(),
+            id: event.shared_id(),
             owner,
             store: Arc::clone(&self.receiver.inner.store),
             retention: self.receiver.inner.retention,
-            completed_by_handler: Arc::new(AtomicBool::new(false)),
+            completed_by_handler: OnceLock::new(),
         });
         Accepted::Deliver(Delivery {
             event,
@@ -638,11 +638,12 @@ impl Delivery {
 }
 
 struct ClaimHandle {
-    id: String,
+    id: Arc<str>,
     owner: OwnerToken,
     store: Arc<dyn IdempotencyStore>,
     retention: Duration,
-    completed_by_handler: Arc<AtomicBool>,
+    /// Shared with the [`ClaimRef`]s handed out; allocated only when one is.
+    completed_by_handler: OnceLock<Arc<AtomicBool>>,
 }
 
 /// The claim of the delivery being handled, handed to the handler (adapters put it in the
@@ -757,10 +758,13 @@ impl Settlement {
     /// it in the request's extensions). `None` without a claim.
     pub fn claim_ref(&self) -> Option<ClaimRef> {
         self.claim.as_ref().map(|c| ClaimRef {
-            id: Arc::from(c.id.as_str()),
+            id: Arc::clone(&c.id),
             owner: c.owner,
             retention: c.retention,
-            completed_by_handler: Arc::clone(&c.completed_by_handler),
+            completed_by_handler: Arc::clone(
+                c.completed_by_handler
+                    .get_or_init(|| Arc::new(AtomicBool::new(false))),
+            ),
         })
     }
 
@@ -828,7 +832,11 @@ impl Settlement {
 impl ClaimHandle {
     /// Completes (the handler succeeded) or releases the claim.
     async fn settle(&self, handler_succeeded: bool) -> Result<SettleOutcome, StoreError> {
-        if handler_succeeded && self.completed_by_handler.load(Ordering::SeqCst) {
+        let marked = self
+            .completed_by_handler
+            .get()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst));
+        if handler_succeeded && marked {
             // Completed in the handler's own transaction, fenced by the same owner.
             Ok(SettleOutcome::Settled)
         } else if handler_succeeded {

@@ -1,9 +1,14 @@
-//! `actix-receiver`: a Knolyx webhook receiver on actix-web.
+//! `actix-receiver`: a Knolyx webhook receiver on actix-web, following the examples contract.
 //!
-//! The examples contract: `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default
-//! 3000, bound on 127.0.0.1), `KNOLYX_WEBHOOK_STORE` (`memory`, the default). Serves
-//! `/webhooks/knolyx` until Ctrl-C, printing one JSON line per handled event on stdout;
-//! logs go to stderr.
+//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default 3000, bound on
+//!   127.0.0.1), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
+//!   `postgres://…` (a shared store: several replicas drop each other's duplicates).
+//! - Serves `/webhooks/knolyx` until Ctrl-C; prints one JSON line per handled event on
+//!   stdout; logs go to stderr (`RUST_LOG`, default `info`).
+//!
+//! ```sh
+//! KNOLYX_WEBHOOK_TOKEN=dev-token cargo run -p knolyx-webhook-examples --bin actix-receiver
+//! ```
 
 use std::process::ExitCode;
 

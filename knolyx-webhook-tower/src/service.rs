@@ -176,12 +176,11 @@ mod tests {
     use http::{HeaderValue, Method, StatusCode};
     use http_body::Frame;
     use knolyx_webhook_core::store::{
-        ClaimOutcome, IdempotencyStore, MemoryStore, OwnerToken, SettleOutcome, StoreResult,
-        async_trait,
+        ClaimOutcome, IdempotencyStore, MemoryStore, OwnerToken, SettleOutcome,
     };
-    use knolyx_webhook_core::testing::TestEvent;
+    use knolyx_webhook_core::testing::{CallOutcome, FaultyStore, StoreOp, TestEvent};
     use knolyx_webhook_core::{DUPLICATE_HEADER, WebhookEvent};
-    use tokio::sync::{oneshot, watch};
+    use tokio::sync::oneshot;
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::*;
@@ -189,59 +188,21 @@ mod tests {
     const TOKEN: &str = "unit-test-token";
     const WAIT: Duration = Duration::from_secs(10);
 
-    /// A memory store that reports every release it applies.
-    #[derive(Debug)]
-    struct ReleaseWatch {
-        inner: MemoryStore,
-        released: watch::Sender<usize>,
-    }
-
-    #[async_trait]
-    impl IdempotencyStore for ReleaseWatch {
-        async fn claim(
-            &self,
-            id: &str,
-            owner: OwnerToken,
-            lease: Duration,
-        ) -> StoreResult<ClaimOutcome> {
-            self.inner.claim(id, owner, lease).await
-        }
-
-        async fn complete(
-            &self,
-            id: &str,
-            owner: OwnerToken,
-            retention: Duration,
-        ) -> StoreResult<SettleOutcome> {
-            self.inner.complete(id, owner, retention).await
-        }
-
-        async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
-            let outcome = self.inner.release(id, owner).await;
-            if matches!(outcome, Ok(SettleOutcome::Settled)) {
-                self.released.send_modify(|n| *n += 1);
-            }
-            outcome
-        }
-    }
-
-    fn receiver_watching_releases() -> (WebhookReceiver, watch::Receiver<usize>) {
-        let (released, watcher) = watch::channel(0);
-        let store = ReleaseWatch {
-            inner: MemoryStore::new(),
-            released,
-        };
+    /// A receiver over a memory store wrapped in a [`FaultyStore`] (no faults), and the
+    /// store, to watch its calls.
+    fn receiver_watching_store() -> (WebhookReceiver, FaultyStore<MemoryStore>) {
+        let store = FaultyStore::new(MemoryStore::new());
         let receiver = WebhookReceiver::builder()
             .token(TOKEN)
             .body_limit(1024)
-            .store(store)
+            .store(store.clone())
             .build()
             .unwrap();
-        (receiver, watcher)
+        (receiver, store)
     }
 
     fn receiver() -> WebhookReceiver {
-        receiver_watching_releases().0
+        receiver_watching_store().0
     }
 
     fn request<B>(body: B) -> Request<B> {
@@ -466,7 +427,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_response_future_releases_the_claim() {
-        let (receiver, mut released) = receiver_watching_releases();
+        let (receiver, store) = receiver_watching_store();
         let (entered_tx, entered) = oneshot::channel::<()>();
         let entered_tx = Arc::new(std::sync::Mutex::new(Some(entered_tx)));
         let mut service = KnolyxWebhook::new(
@@ -490,10 +451,11 @@ mod tests {
         tokio::time::timeout(WAIT, entered).await.unwrap().unwrap();
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
-        tokio::time::timeout(WAIT, released.wait_for(|n| *n == 1))
-            .await
-            .unwrap()
-            .unwrap();
+        let released = store.wait_for(|c| {
+            c.op == StoreOp::Release && c.outcome == CallOutcome::Settle(SettleOutcome::Settled)
+        });
+        let release = tokio::time::timeout(WAIT, released).await.unwrap();
+        assert_eq!(release.id, event.message_id());
     }
 
     /// A service that must be called only after `poll_ready` on the same instance.

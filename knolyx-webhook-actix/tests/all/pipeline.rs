@@ -3,17 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use knolyx_webhook_core::testing::{FIXTURES, TestEvent};
+use knolyx_webhook_core::store::SettleOutcome;
+use knolyx_webhook_core::testing::{CallOutcome, FIXTURES, FaultyStore, StoreOp, TestEvent};
 use knolyx_webhook_core::{Event, MemoryStore, PingHandling, WebhookReceiver};
 use tokio::sync::Notify;
 
-use crate::support::{FailingStore, ObservedStore, Plan, Script, TOKEN, TestServer, receiver_with};
+use crate::support::{Plan, Script, TOKEN, TestServer, failing_store, receiver_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_delivery_2xx_completes_and_the_retransmission_is_a_duplicate() {
-    let store = Arc::new(ObservedStore::default());
+    let store = FaultyStore::new(MemoryStore::new());
     let script = Script::ok();
-    let server = TestServer::start(receiver_with(Arc::clone(&store)), &script);
+    let server = TestServer::start(receiver_with(store.clone()), &script);
     let event = TestEvent::course_completed();
 
     let first = server.deliver(event.to_body()).await;
@@ -23,7 +24,9 @@ async fn first_delivery_2xx_completes_and_the_retransmission_is_a_duplicate() {
     assert_eq!(script.runs(event.message_id()), 1);
     // Completed before the response went out: no waiting needed.
     assert!(
-        futures_util::FutureExt::now_or_never(store.completed.notified()).is_some(),
+        store.calls().iter().any(|c| c.op == StoreOp::Complete
+            && c.id == event.message_id()
+            && c.outcome == CallOutcome::Settle(SettleOutcome::Settled)),
         "the claim was completed before the 200 was sent"
     );
 
@@ -87,9 +90,9 @@ async fn a_non_2xx_releases_the_claim_and_any_2xx_completes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_releases_the_claim_and_the_next_delivery_runs() {
-    let store = Arc::new(ObservedStore::default());
+    let store = FaultyStore::new(MemoryStore::new());
     let script = Script::new(|_, run| if run == 1 { Plan::Panic } else { Plan::Ok });
-    let server = TestServer::start(receiver_with(Arc::clone(&store)), &script);
+    let server = TestServer::start(receiver_with(store.clone()), &script);
     let event = TestEvent::course_payment_received();
 
     // The connection dies with the handler (or, at best, a 5xx comes back).
@@ -102,9 +105,13 @@ async fn a_panicking_handler_releases_the_claim_and_the_next_delivery_runs() {
     }
     assert_eq!(script.runs(event.message_id()), 1);
     // Core releases the dropped settlement on the worker's runtime.
-    tokio::time::timeout(Duration::from_secs(10), store.released.notified())
+    let released = store.wait_for(|c| {
+        c.op == StoreOp::Release && c.outcome == CallOutcome::Settle(SettleOutcome::Settled)
+    });
+    let release = tokio::time::timeout(Duration::from_secs(10), released)
         .await
         .expect("the claim of the panicked delivery was released");
+    assert_eq!(release.id, event.message_id());
 
     let retried = server.deliver(event.to_body()).await;
     assert_eq!(retried.status, 200);
@@ -158,7 +165,7 @@ async fn a_duplicate_while_the_first_runs_gets_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_store_gets_503_with_retry_after_and_the_handler_does_not_run() {
     let script = Script::ok();
-    let server = TestServer::start(receiver_with(FailingStore), &script);
+    let server = TestServer::start(receiver_with(failing_store()), &script);
     let response = server.deliver(TestEvent::course_started().to_body()).await;
     assert_eq!(response.status, 503);
     assert_eq!(response.header("retry-after"), Some("5"));

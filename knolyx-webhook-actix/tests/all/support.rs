@@ -1,5 +1,4 @@
-//! A real actix-web server on a loopback port, a scripted handler, and stores that fail or
-//! report what they did.
+//! A real actix-web server on a loopback port, a scripted handler, and a store that fails.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -11,9 +10,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use knolyx_webhook_actix::{KnolyxEvent, KnolyxWebhookMiddleware};
-use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult, async_trait,
-};
+use knolyx_webhook_core::store::IdempotencyStore;
+use knolyx_webhook_core::testing::{Fault, FaultyStore, StoreOp, Times};
 use knolyx_webhook_core::{MemoryStore, WebhookEvent, WebhookReceiver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -295,66 +293,11 @@ impl Response {
     }
 }
 
-/// A memory store that reports each settlement: `released` and `completed` get a permit per
-/// call that settled.
-#[derive(Debug, Default)]
-pub(crate) struct ObservedStore {
-    inner: MemoryStore,
-    pub(crate) released: Notify,
-    pub(crate) completed: Notify,
-}
-
-#[async_trait]
-impl IdempotencyStore for ObservedStore {
-    async fn claim(
-        &self,
-        id: &str,
-        owner: OwnerToken,
-        lease: Duration,
-    ) -> StoreResult<ClaimOutcome> {
-        self.inner.claim(id, owner, lease).await
+/// A store whose backend is down: every operation fails as unavailable.
+pub(crate) fn failing_store() -> FaultyStore<MemoryStore> {
+    let store = FaultyStore::new(MemoryStore::new());
+    for op in [StoreOp::Claim, StoreOp::Complete, StoreOp::Release] {
+        store.inject(op, Fault::Unavailable, Times::UntilReset);
     }
-
-    async fn complete(
-        &self,
-        id: &str,
-        owner: OwnerToken,
-        retention: Duration,
-    ) -> StoreResult<SettleOutcome> {
-        let outcome = self.inner.complete(id, owner, retention).await;
-        if matches!(outcome, Ok(SettleOutcome::Settled)) {
-            self.completed.notify_one();
-        }
-        outcome
-    }
-
-    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
-        let outcome = self.inner.release(id, owner).await;
-        if matches!(outcome, Ok(SettleOutcome::Settled)) {
-            self.released.notify_one();
-        }
-        outcome
-    }
-}
-
-/// A store whose backend is down.
-#[derive(Debug, Default)]
-pub(crate) struct FailingStore;
-
-#[async_trait]
-impl IdempotencyStore for FailingStore {
-    async fn claim(&self, _: &str, _: OwnerToken, _: Duration) -> StoreResult<ClaimOutcome> {
-        Err(StoreError::unavailable(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "connection refused",
-        )))
-    }
-
-    async fn complete(&self, _: &str, _: OwnerToken, _: Duration) -> StoreResult<SettleOutcome> {
-        Err(StoreError::backend("down"))
-    }
-
-    async fn release(&self, _: &str, _: OwnerToken) -> StoreResult<SettleOutcome> {
-        Err(StoreError::backend("down"))
-    }
+    store
 }

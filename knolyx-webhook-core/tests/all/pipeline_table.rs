@@ -2,12 +2,12 @@
 //! status, whether the handler would run, and the store's state afterwards.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::header::{ALLOW, RETRY_AFTER};
 use http::{Method, StatusCode};
 use knolyx_webhook_core::store::{IdempotencyStore, MemoryStore};
+use knolyx_webhook_core::testing::{CallOutcome, Fault, FaultyStore, StoreOp, Times};
 use knolyx_webhook_core::{
     Accepted, Answer, DUPLICATE_HEADER, Event, PingHandling, Rejection, Settled,
     StoreFailureHandling,
@@ -156,9 +156,9 @@ async fn in_flight_status_is_configurable() {
 
 #[tokio::test]
 async fn store_unavailable_fails_closed_with_503_and_recovers() {
-    let store = SwitchableStore::new(MemoryStore::new());
-    let r = builder().shared_store(store.clone()).build().unwrap();
-    store.down.store(true, Ordering::SeqCst);
+    let store = FaultyStore::new(MemoryStore::new());
+    let r = builder().store(store.clone()).build().unwrap();
+    take_down(&store);
     let rejection = expect_rejection(put(&r, course_started("m-down")).await);
     assert_eq!(rejection.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -169,8 +169,8 @@ async fn store_unavailable_fails_closed_with_503_and_recovers() {
         std::error::Error::source(&rejection).is_some(),
         "keeps the store error"
     );
-    store.down.store(false, Ordering::SeqCst);
-    assert_eq!(state(&store.inner, "m-down").await, State::Absent);
+    store.reset_all();
+    assert_eq!(state(store.inner(), "m-down").await, State::Absent);
     // Back up: delivery resumes.
     let (_, s) = expect_deliver(put(&r, course_started("m-down")).await).into_parts();
     assert_eq!(s.settle(200).await, Settled::Completed);
@@ -178,22 +178,22 @@ async fn store_unavailable_fails_closed_with_503_and_recovers() {
 
 #[tokio::test]
 async fn store_failing_while_settling_is_reported() {
-    let store = SwitchableStore::new(MemoryStore::new());
-    let r = builder().shared_store(store.clone()).build().unwrap();
+    let store = FaultyStore::new(MemoryStore::new());
+    let r = builder().store(store.clone()).build().unwrap();
     let (_, s) = expect_deliver(put(&r, course_started("m-settle")).await).into_parts();
-    store.down.store(true, Ordering::SeqCst);
+    take_down(&store);
     assert_eq!(s.settle(200).await, Settled::StoreFailed);
 }
 
 #[tokio::test]
 async fn fail_open_runs_the_handler_without_a_claim() {
-    let store = SwitchableStore::new(MemoryStore::new());
+    let store = FaultyStore::new(MemoryStore::new());
     let r = builder()
-        .shared_store(store.clone())
+        .store(store.clone())
         .store_failure(StoreFailureHandling::FailOpen)
         .build()
         .unwrap();
-    store.down.store(true, Ordering::SeqCst);
+    take_down(&store);
     let (_, s) = expect_deliver(put(&r, course_started("m-open")).await).into_parts();
     assert!(!s.has_claim());
     assert_eq!(s.settle(200).await, Settled::NoClaim);
@@ -316,8 +316,6 @@ async fn the_store_is_object_safe_behind_arc_dyn() {
 
 #[tokio::test]
 async fn a_settle_dropped_half_way_is_finished_in_the_background() {
-    use knolyx_webhook_core::testing::{CallOutcome, Fault, FaultyStore, StoreOp, Times};
-
     let store = FaultyStore::new(MemoryStore::new());
     let r = builder().store(store.clone()).build().unwrap();
     let (_, settlement) = expect_deliver(put(&r, course_started("m-hangup")).await).into_parts();

@@ -1,14 +1,11 @@
 //! Helpers shared by the test modules.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult, async_trait,
-};
+use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome};
+use knolyx_webhook_core::testing::{Fault, FaultyStore, StoreOp, Times};
 use knolyx_webhook_core::{Accepted, Rejection, WebhookReceiver, WebhookReceiverBuilder};
 
 pub(crate) const TOKEN: &str = "correct-horse-battery-staple";
@@ -80,57 +77,10 @@ pub(crate) async fn state(store: &dyn IdempotencyStore, id: &str) -> State {
     }
 }
 
-/// A store that fails every call while `down` is set, and otherwise delegates.
-#[derive(Debug)]
-pub(crate) struct SwitchableStore<S> {
-    pub(crate) inner: S,
-    pub(crate) down: AtomicBool,
-}
-
-impl<S> SwitchableStore<S> {
-    pub(crate) fn new(inner: S) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            down: AtomicBool::new(false),
-        })
-    }
-
-    fn check(&self) -> StoreResult<()> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "connection refused",
-            )))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl<S: IdempotencyStore> IdempotencyStore for SwitchableStore<S> {
-    async fn claim(
-        &self,
-        id: &str,
-        owner: OwnerToken,
-        lease: Duration,
-    ) -> StoreResult<ClaimOutcome> {
-        self.check()?;
-        self.inner.claim(id, owner, lease).await
-    }
-
-    async fn complete(
-        &self,
-        id: &str,
-        owner: OwnerToken,
-        retention: Duration,
-    ) -> StoreResult<SettleOutcome> {
-        self.check()?;
-        self.inner.complete(id, owner, retention).await
-    }
-
-    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
-        self.check()?;
-        self.inner.release(id, owner).await
+/// Takes `store`'s backend down: every call fails as unavailable, until
+/// [`FaultyStore::reset_all`].
+pub(crate) fn take_down<S>(store: &FaultyStore<S>) {
+    for op in [StoreOp::Claim, StoreOp::Complete, StoreOp::Release] {
+        store.inject(op, Fault::Unavailable, Times::UntilReset);
     }
 }

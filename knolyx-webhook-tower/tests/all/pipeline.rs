@@ -5,12 +5,13 @@ use std::sync::{Arc, Mutex};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use knolyx_webhook_core::Event;
-use knolyx_webhook_core::testing::TestEvent;
+use knolyx_webhook_core::store::{MemoryStore, SettleOutcome};
+use knolyx_webhook_core::testing::{CallOutcome, FaultyStore, StoreOp, TestEvent};
 use tokio::sync::watch;
 
 use crate::support::{
-    FailingStore, Handler, ReleaseWatch, Server, TOKEN, bounded, builder, client, deliver, header,
-    is_completed, receiver, start, text, webhook_app,
+    Handler, Server, TOKEN, bounded, builder, client, deliver, failing_store, header, is_completed,
+    receiver, start, text, webhook_app,
 };
 
 #[tokio::test]
@@ -81,8 +82,8 @@ async fn a_failing_handler_releases_the_id_and_the_retry_runs_it() {
 
 #[tokio::test]
 async fn a_panicking_handler_releases_the_id_and_the_next_delivery_runs_it() {
-    let (store, mut released) = ReleaseWatch::new();
-    let receiver = builder().store(store).build().unwrap();
+    let store = FaultyStore::new(MemoryStore::new());
+    let receiver = builder().store(store.clone()).build().unwrap();
     let handler = Handler::new(|_, n| async move {
         assert!(n > 1, "the handler panics on its first run");
         StatusCode::OK
@@ -103,9 +104,11 @@ async fn a_panicking_handler_releases_the_id_and_the_next_delivery_runs_it() {
     );
     assert_eq!(handler.runs(), 1);
     // The unsettled claim is released on the runtime (not waiting for the 60 s lease).
-    bounded("the release", released.wait_for(|n| *n == 1))
-        .await
-        .unwrap();
+    let released = store.wait_for(|c| {
+        c.op == StoreOp::Release && c.outcome == CallOutcome::Settle(SettleOutcome::Settled)
+    });
+    let release = bounded("the release", released).await;
+    assert_eq!(release.id, event.message_id());
 
     let response = deliver(&server.hook(), event.to_body()).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -157,7 +160,7 @@ async fn a_duplicate_while_the_first_is_running_is_503_with_retry_after() {
 #[tokio::test]
 async fn an_unavailable_store_is_503_with_retry_after_and_the_handler_does_not_run() {
     let handler = Handler::ok();
-    let receiver = builder().store(FailingStore).build().unwrap();
+    let receiver = builder().store(failing_store()).build().unwrap();
     let server = Server::start(webhook_app(receiver, handler.clone())).await;
 
     let response = deliver(&server.hook(), TestEvent::course_completed().to_body()).await;

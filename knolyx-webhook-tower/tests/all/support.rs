@@ -1,7 +1,6 @@
 //! Servers, handlers, stores and requests shared by the tests.
 
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,13 +13,11 @@ use axum::http::StatusCode;
 use axum::routing::any;
 use bytes::Bytes;
 use knolyx_webhook_core::WebhookEvent;
-use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, MemoryStore, OwnerToken, SettleOutcome, StoreError,
-    StoreResult, async_trait,
-};
+use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, MemoryStore, OwnerToken};
+use knolyx_webhook_core::testing::{Fault, FaultyStore, StoreOp, Times};
 use knolyx_webhook_core::{WebhookReceiver, WebhookReceiverBuilder};
 use knolyx_webhook_tower::{KnolyxEvent, KnolyxWebhookLayer};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub(crate) const TOKEN: &str = "integration-test-token";
@@ -182,74 +179,13 @@ pub(crate) async fn is_completed(store: &Arc<dyn IdempotencyStore>, id: &str) ->
     claim.await.unwrap() == ClaimOutcome::Completed
 }
 
-/// A memory store that reports every release it applies.
-#[derive(Debug)]
-pub(crate) struct ReleaseWatch {
-    inner: MemoryStore,
-    released: watch::Sender<usize>,
-}
-
-impl ReleaseWatch {
-    pub(crate) fn new() -> (Self, watch::Receiver<usize>) {
-        let (released, watcher) = watch::channel(0);
-        let store = Self {
-            inner: MemoryStore::new(),
-            released,
-        };
-        (store, watcher)
+/// A store whose backend is down: every operation fails as unavailable.
+pub(crate) fn failing_store() -> FaultyStore<MemoryStore> {
+    let store = FaultyStore::new(MemoryStore::new());
+    for op in [StoreOp::Claim, StoreOp::Complete, StoreOp::Release] {
+        store.inject(op, Fault::Unavailable, Times::UntilReset);
     }
-}
-
-#[async_trait]
-impl IdempotencyStore for ReleaseWatch {
-    async fn claim(
-        &self,
-        id: &str,
-        owner: OwnerToken,
-        lease: Duration,
-    ) -> StoreResult<ClaimOutcome> {
-        self.inner.claim(id, owner, lease).await
-    }
-
-    async fn complete(
-        &self,
-        id: &str,
-        owner: OwnerToken,
-        retention: Duration,
-    ) -> StoreResult<SettleOutcome> {
-        self.inner.complete(id, owner, retention).await
-    }
-
-    async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
-        let outcome = self.inner.release(id, owner).await;
-        if matches!(outcome, Ok(SettleOutcome::Settled)) {
-            self.released.send_modify(|n| *n += 1);
-        }
-        outcome
-    }
-}
-
-/// A store whose backend is down.
-#[derive(Debug)]
-pub(crate) struct FailingStore;
-
-fn down() -> StoreError {
-    StoreError::unavailable(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
-}
-
-#[async_trait]
-impl IdempotencyStore for FailingStore {
-    async fn claim(&self, _: &str, _: OwnerToken, _: Duration) -> StoreResult<ClaimOutcome> {
-        Err(down())
-    }
-
-    async fn complete(&self, _: &str, _: OwnerToken, _: Duration) -> StoreResult<SettleOutcome> {
-        Err(down())
-    }
-
-    async fn release(&self, _: &str, _: OwnerToken) -> StoreResult<SettleOutcome> {
-        Err(down())
-    }
+    store
 }
 
 /// A JSON body of exactly `len` bytes: a valid event padded with spaces.

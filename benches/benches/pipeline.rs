@@ -9,13 +9,10 @@
 //! cargo bench -p knolyx-webhook-benches --bench pipeline
 //! ```
 
-use std::hint::black_box;
-
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use http::Method;
-use knolyx_webhook_benches::{FreshIds, TOKEN, fixtures, headers, now};
+use knolyx_webhook_benches::{FreshIds, TOKEN, deliver, fixtures, headers};
 use knolyx_webhook_core::store::MemoryStore;
-use knolyx_webhook_core::{Accepted, WebhookEvent, WebhookReceiver};
+use knolyx_webhook_core::{WebhookEvent, WebhookReceiver};
 
 fn pipeline(c: &mut Criterion) {
     let receiver = WebhookReceiver::builder()
@@ -48,17 +45,7 @@ fn pipeline(c: &mut Criterion) {
         group.bench_function("pipeline", |b| {
             b.iter_batched(
                 || ids.next_body(),
-                |body| match now(receiver.receive(&Method::PUT, &headers, body)) {
-                    Ok(Accepted::Deliver(delivery)) => {
-                        let (event, settlement) = delivery.into_parts();
-                        black_box(&event);
-                        now(settlement.settle(200));
-                    }
-                    Ok(Accepted::Answered(answer)) => {
-                        black_box(answer);
-                    }
-                    Err(rejection) => panic!("{rejection}"),
-                },
+                |body| deliver(&receiver, &headers, body),
                 BatchSize::SmallInput,
             )
         });

@@ -87,3 +87,25 @@ pub fn now<F: Future>(future: F) -> F::Output {
         Poll::Pending => panic!("the future waited: use a runtime"),
     }
 }
+
+/// One delivery through the whole pipeline, as a handler that succeeds would see it:
+/// verify, parse, claim, then complete (on a store whose futures never wait, such as the
+/// memory store).
+///
+/// # Panics
+///
+/// When the pipeline rejects the delivery: a benchmark must not time rejections.
+pub fn deliver(receiver: &knolyx_webhook_core::WebhookReceiver, headers: &HeaderMap, body: Bytes) {
+    use knolyx_webhook_core::Accepted;
+    match now(receiver.receive(&http::Method::PUT, headers, body)) {
+        Ok(Accepted::Deliver(delivery)) => {
+            let (event, settlement) = delivery.into_parts();
+            std::hint::black_box(&event);
+            now(settlement.settle(200));
+        }
+        Ok(Accepted::Answered(answer)) => {
+            std::hint::black_box(answer);
+        }
+        Err(rejection) => panic!("{rejection}"),
+    }
+}

@@ -3,10 +3,9 @@
 
 use std::hint::black_box;
 
-use http::Method;
-use knolyx_webhook_benches::{FreshIds, TOKEN, fixtures, headers, now};
+use knolyx_webhook_benches::{FreshIds, TOKEN, deliver, fixtures, headers};
+use knolyx_webhook_core::WebhookReceiver;
 use knolyx_webhook_core::store::MemoryStore;
-use knolyx_webhook_core::{Accepted, WebhookReceiver};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -35,17 +34,7 @@ fn main() {
         }
     }
     for body in bodies.into_iter().filter(|_| mode == "pipeline") {
-        match now(receiver.receive(&Method::PUT, &headers, body)) {
-            Ok(Accepted::Deliver(delivery)) => {
-                let (event, settlement) = delivery.into_parts();
-                black_box(&event);
-                now(settlement.settle(200));
-            }
-            Ok(Accepted::Answered(answer)) => {
-                black_box(answer);
-            }
-            Err(rejection) => panic!("{rejection}"),
-        }
+        deliver(&receiver, &headers, body);
     }
     let per = start.elapsed() / iterations as u32;
     println!("{kind} {mode}: {per:?} per delivery over {iterations} deliveries");

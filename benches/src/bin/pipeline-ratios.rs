@@ -19,10 +19,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use http::Method;
-use knolyx_webhook_benches::{FreshIds, TOKEN, fixtures, headers, now};
+use knolyx_webhook_benches::{FreshIds, TOKEN, deliver, fixtures, headers};
 use knolyx_webhook_core::store::MemoryStore;
-use knolyx_webhook_core::{Accepted, WebhookEvent, WebhookReceiver};
+use knolyx_webhook_core::{WebhookEvent, WebhookReceiver};
 
 const VARIANTS: [&str; 3] = ["value", "typed", "pipeline"];
 
@@ -116,20 +115,6 @@ fn main() {
          (target <= 1.0: {met})",
         sum_ratio / count
     );
-}
-
-fn deliver(receiver: &WebhookReceiver, headers: &http::HeaderMap, body: bytes::Bytes) {
-    match now(receiver.receive(&Method::PUT, headers, body)) {
-        Ok(Accepted::Deliver(delivery)) => {
-            let (event, settlement) = delivery.into_parts();
-            black_box(&event);
-            now(settlement.settle(200));
-        }
-        Ok(Accepted::Answered(answer)) => {
-            black_box(answer);
-        }
-        Err(rejection) => panic!("{rejection}"),
-    }
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {

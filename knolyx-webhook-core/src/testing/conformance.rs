@@ -22,6 +22,9 @@
 //!
 //! It needs a Tokio runtime (`#[tokio::test]`); with the multi-threaded runtime, the
 //! concurrent claims really run in parallel.
+//!
+//! A store backed by a service should also pass [`recovery`]: it fails fast during an
+//! outage of the service and works again after it, without being rebuilt.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -422,4 +425,125 @@ async fn many_ids<S: IdempotencyStore + ?Sized>(store: &Arc<S>, prefix: &str) {
         });
     }
     tasks.join_all().await;
+}
+
+/// What the backing service keeps through an outage, for [`recovery`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// Data written before the outage is still there after it (a database, Redis with AOF).
+    Durable,
+    /// The outage may lose what was written (Redis without persistence, killed).
+    Volatile,
+}
+
+/// Checks that a store fails fast and recovers by itself across an outage of its backing
+/// service, without being rebuilt: a claim before; `stop`; three claims that fail with
+/// [`StoreErrorKind::Unavailable`](crate::store::StoreErrorKind::Unavailable) or
+/// [`Timeout`](crate::store::StoreErrorKind::Timeout), each within `fail_within`; `start`;
+/// then, within 10 s of retrying, a claim, a complete and a duplicate as usual (and, for a
+/// [`Persistence::Durable`] service, the claim made before the outage still in progress).
+///
+/// The pipeline turns those errors into 503 with `Retry-After` (fail closed), so Knolyx
+/// retries, and delivery resumes once the store does.
+///
+/// ```no_run
+/// # async fn run(store: std::sync::Arc<knolyx_webhook_core::MemoryStore>) {
+/// use std::time::Duration;
+/// use knolyx_webhook_core::testing::conformance::{self, Persistence};
+///
+/// conformance::recovery(
+///     store,
+///     || async { /* stop the service (kill the server, stop a proxy) */ },
+///     || async { /* start it again, on the same address */ },
+///     Duration::from_secs(2),
+///     Persistence::Durable,
+/// )
+/// .await;
+/// # }
+/// ```
+pub async fn recovery<S, Stop, StopFut, Start, StartFut>(
+    store: Arc<S>,
+    stop: Stop,
+    start: Start,
+    fail_within: Duration,
+    persistence: Persistence,
+) where
+    S: IdempotencyStore + ?Sized,
+    Stop: FnOnce() -> StopFut,
+    StopFut: std::future::Future<Output = ()>,
+    Start: FnOnce() -> StartFut,
+    StartFut: std::future::Future<Output = ()>,
+{
+    use crate::store::StoreErrorKind;
+    use std::time::Instant;
+
+    let prefix = format!("conformance-recovery-{}-", OwnerToken::generate());
+    let (before, during, after) = (
+        format!("{prefix}before"),
+        format!("{prefix}during"),
+        format!("{prefix}after"),
+    );
+    let unreachable = |kind: StoreErrorKind| {
+        assert!(
+            matches!(kind, StoreErrorKind::Unavailable | StoreErrorKind::Timeout),
+            "conformance: during an outage the store must fail with Unavailable or Timeout, \
+             got {kind:?}"
+        );
+    };
+    assert_eq!(
+        claim(&*store, &before, owner(), LONG).await,
+        ClaimOutcome::Claimed
+    );
+
+    stop().await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let error = match store.claim(&during, owner(), LONG).await {
+            Ok(outcome) => panic!("conformance: a claim succeeded during the outage: {outcome:?}"),
+            Err(error) => error,
+        };
+        unreachable(error.kind());
+        assert!(
+            started.elapsed() <= fail_within,
+            "conformance: a claim took {:?} to fail during the outage (limit {fail_within:?})",
+            started.elapsed()
+        );
+    }
+
+    start().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let me = owner();
+    let outcome = loop {
+        match store.claim(&after, me, LONG).await {
+            Ok(outcome) => break outcome,
+            Err(error) => {
+                unreachable(error.kind());
+                assert!(
+                    Instant::now() < deadline,
+                    "conformance: the store did not recover within 10 s: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(
+        outcome,
+        ClaimOutcome::Claimed,
+        "conformance: first claim after the outage"
+    );
+    assert_eq!(
+        complete(&*store, &after, me, LONG).await,
+        SettleOutcome::Settled
+    );
+    assert_eq!(
+        claim(&*store, &after, owner(), LONG).await,
+        ClaimOutcome::Completed
+    );
+    if persistence == Persistence::Durable {
+        assert_eq!(
+            claim(&*store, &before, owner(), LONG).await,
+            ClaimOutcome::InProgress,
+            "conformance: a claim made before the outage must survive it"
+        );
+    }
 }

@@ -52,3 +52,36 @@ async fn the_suite_catches_a_broken_store() {
     let err = run.await.unwrap_err();
     assert!(err.is_panic());
 }
+
+/// The outage check passes for a store that fails during the outage and recovers after it,
+/// and catches one that does not fail at all.
+#[tokio::test]
+async fn the_recovery_check_passes_a_recovering_store_and_catches_a_deaf_one() {
+    use knolyx_webhook_core::testing::conformance::Persistence;
+    use knolyx_webhook_core::testing::{Fault, FaultyStore, StoreOp, Times};
+    use std::time::Duration;
+
+    let store = FaultyStore::new(MemoryStore::new());
+    conformance::recovery(
+        Arc::new(store.clone()),
+        || async {
+            for op in [StoreOp::Claim, StoreOp::Complete, StoreOp::Release] {
+                store.inject(op, Fault::Unavailable, Times::UntilReset);
+            }
+        },
+        || async { store.reset_all() },
+        Duration::from_secs(1),
+        Persistence::Durable,
+    )
+    .await;
+
+    let deaf = Arc::new(MemoryStore::new());
+    let check = tokio::spawn(conformance::recovery(
+        deaf,
+        || async {},
+        || async {},
+        Duration::from_secs(1),
+        Persistence::Durable,
+    ));
+    assert!(check.await.unwrap_err().is_panic());
+}

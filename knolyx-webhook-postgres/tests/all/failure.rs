@@ -1,8 +1,9 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreErrorKind,
-};
+use knolyx_webhook_core::testing::conformance::{self, Persistence};
+
+use knolyx_webhook_core::store::{IdempotencyStore, OwnerToken, StoreErrorKind};
 use knolyx_webhook_postgres::PostgresStore;
 use sqlx::postgres::PgPoolOptions;
 
@@ -66,13 +67,13 @@ async fn a_wrong_port_fails_quickly_with_unavailable_or_timeout() {
 
 /// Cut the connection to the database under a live store (a proxy stopped: connections
 /// closed, new ones refused), see the store fail fast, restore it on the same port, and
-/// see the same store (and pool) work again.
+/// see the same store (and pool) work again (core's `conformance::recovery`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_recovers_when_the_database_comes_back() {
     let Some(url) = database_url() else { return };
     let direct = pool(&url).await;
     let table = unique_table("recover");
-    let mut proxy = Proxy::start(&url).await;
+    let proxy = Proxy::start(&url).await;
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_millis(500))
@@ -85,55 +86,14 @@ async fn the_store_recovers_when_the_database_comes_back() {
         .build()
         .unwrap();
     store.migrate().await.expect("migrate");
-    let owner = OwnerToken::generate();
-    assert_eq!(
-        store.claim("before", owner, MINUTE).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-
-    proxy.stop().await;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let err = store
-            .claim("during", OwnerToken::generate(), MINUTE)
-            .await
-            .expect_err("the database is unreachable");
-        assert_unreachable(err.kind());
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
-            started.elapsed()
-        );
-    }
-
-    proxy.restart().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let owner = OwnerToken::generate();
-    let outcome = loop {
-        match store.claim("after", owner, MINUTE).await {
-            Ok(outcome) => break outcome,
-            Err(err) => {
-                assert_unreachable(err.kind());
-                assert!(
-                    Instant::now() < deadline,
-                    "the store did not recover: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    assert_eq!(outcome, ClaimOutcome::Claimed);
-    assert_eq!(
-        store.complete("after", owner, MINUTE).await.unwrap(),
-        SettleOutcome::Settled
-    );
-    assert_eq!(
-        store
-            .claim("before", OwnerToken::generate(), MINUTE)
-            .await
-            .unwrap(),
-        ClaimOutcome::InProgress,
-        "what was written before the outage is still there"
-    );
+    let proxy = tokio::sync::Mutex::new(proxy);
+    conformance::recovery(
+        Arc::new(store),
+        || async { proxy.lock().await.stop().await },
+        || async { proxy.lock().await.restart().await },
+        Duration::from_secs(3),
+        Persistence::Durable,
+    )
+    .await;
     drop_table(&direct, &table).await;
 }

@@ -1,8 +1,9 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreErrorKind,
-};
+use knolyx_webhook_core::testing::conformance::{self, Persistence};
+
+use knolyx_webhook_core::store::{IdempotencyStore, OwnerToken, StoreErrorKind};
 use knolyx_webhook_redis::RedisStore;
 
 use crate::support::{PrivateRedis, free_port, redis_url};
@@ -59,65 +60,25 @@ async fn a_wrong_port_fails_quickly_with_unavailable_or_timeout() {
 }
 
 /// Kill the server under a live store, see the store fail fast, start the server again on
-/// the same port, and see the same store work again: the connection manager reconnects.
+/// the same port, and see the same store work again: the connection manager reconnects
+/// (core's `conformance::recovery`; the private server keeps nothing on disk).
 #[tokio::test]
 async fn the_store_recovers_when_redis_comes_back() {
     let Some(_) = redis_url() else { return };
-    let mut server = PrivateRedis::start().await;
+    let server = tokio::sync::Mutex::new(PrivateRedis::start().await);
+    let url = server.lock().await.url();
     let store = RedisStore::builder()
         .operation_timeout(Duration::from_millis(500))
         .connection_timeout(Duration::from_millis(200))
-        .connect(&server.url())
+        .connect(&url)
         .await
         .expect("connect to the private server");
-    let owner = OwnerToken::generate();
-    assert_eq!(
-        store.claim("before", owner, MINUTE).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-
-    server.kill();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let err = store
-            .claim("during", OwnerToken::generate(), MINUTE)
-            .await
-            .expect_err("the server is down");
-        assert_unreachable(err.kind());
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
-    }
-
-    server.restart().await;
-    // Bounded: the manager's reconnection backoff is capped at 1 s.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let owner = OwnerToken::generate();
-    let outcome = loop {
-        match store.claim("after", owner, MINUTE).await {
-            Ok(outcome) => break outcome,
-            Err(err) => {
-                assert_unreachable(err.kind());
-                assert!(
-                    Instant::now() < deadline,
-                    "the store did not recover: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    assert_eq!(outcome, ClaimOutcome::Claimed);
-    assert_eq!(
-        store.complete("after", owner, MINUTE).await.unwrap(),
-        SettleOutcome::Settled
-    );
-    assert_eq!(
-        store
-            .claim("after", OwnerToken::generate(), MINUTE)
-            .await
-            .unwrap(),
-        ClaimOutcome::Completed
-    );
+    conformance::recovery(
+        Arc::new(store),
+        || async { server.lock().await.kill() },
+        || async { server.lock().await.restart().await },
+        Duration::from_secs(2),
+        Persistence::Volatile,
+    )
+    .await;
 }

@@ -51,8 +51,8 @@ async fn main() -> ExitCode {
         .count();
     let answered = rows.len() - handled - duplicates - rejected;
     println!(
-        "\n{} deliveries: {handled} handled, {duplicates} dropped as duplicates, {answered} \
-         answered by the pipeline (PING), {rejected} refused or failed (and retryable).",
+        "\n{} deliveries: {handled} handled, {duplicates} dropped as duplicate, {answered} \
+         answered by the pipeline (PING), {rejected} refused or failed (none marked handled).",
         rows.len()
     );
     if report.all_ok() {

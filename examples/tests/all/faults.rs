@@ -37,7 +37,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use knolyx_webhook_core::store::{ClaimOutcome, MemoryStore, SettleOutcome, StoreErrorKind};
+use knolyx_webhook_core::store::{
+    ClaimOutcome, MemoryStore, OwnerToken, SettleOutcome, StoreErrorKind,
+};
 use knolyx_webhook_core::testing::{
     CallOutcome, Fault, FaultyStore, StoreCall, StoreOp, TestEvent, Times,
 };
@@ -234,6 +236,24 @@ fn duplicate(answer: &Answer) -> bool {
 
 fn of<'a>(calls: &'a [StoreCall], id: &'a str) -> impl Iterator<Item = &'a StoreCall> + 'a {
     calls.iter().filter(move |c| c.id == id)
+}
+
+/// How `owner`'s `op` on `id` ended, once it has (bounded by [`within`]).
+async fn finished_call(
+    b: &Bench,
+    what: &str,
+    id: &str,
+    op: StoreOp,
+    owner: OwnerToken,
+) -> CallOutcome {
+    let call = within(
+        what,
+        b.store.wait_for(|c| {
+            c.id == id && c.op == op && c.owner == owner && c.outcome != CallOutcome::Pending
+        }),
+    )
+    .await;
+    call.outcome
 }
 
 /// Waits until nothing is in flight for `id`: every call has ended, and every claim that
@@ -482,18 +502,16 @@ async fn handler_outlives_lease(b: &Bench) {
     let first = within("the first response", first).await.unwrap();
     // The handler's own answer still goes out (the pipeline logs the lost lease).
     assert_eq!(first.status, 200, "{}: {first:?}", b.name);
-    let fenced = within(
+    let fenced = finished_call(
+        b,
         "the first handler's completion",
-        b.store.wait_for(|c| {
-            c.id == id
-                && c.op == StoreOp::Complete
-                && c.owner == first_owner
-                && c.outcome != CallOutcome::Pending
-        }),
+        &id,
+        StoreOp::Complete,
+        first_owner,
     )
     .await;
     assert_eq!(
-        fenced.outcome,
+        fenced,
         CallOutcome::Settle(SettleOutcome::NotOwner),
         "{}",
         b.name
@@ -524,18 +542,9 @@ async fn client_hangs_up(b: &Bench, let_go: bool) {
             // The handler's future is dropped, and core releases the claim.
             let runs = b.handler.wait_until(&id, |r| r.dropped == 1).await;
             assert_eq!(runs.finished, 0, "{}", b.name);
-            let release_call = within(
-                "the release",
-                b.store.wait_for(|c| {
-                    c.id == id
-                        && c.op == StoreOp::Release
-                        && c.owner == owner
-                        && c.outcome != CallOutcome::Pending
-                }),
-            )
-            .await;
+            let release_call = finished_call(b, "the release", &id, StoreOp::Release, owner).await;
             assert_eq!(
-                release_call.outcome,
+                release_call,
                 CallOutcome::Settle(SettleOutcome::Settled),
                 "{}",
                 b.name
@@ -580,18 +589,16 @@ async fn client_hangs_up(b: &Bench, let_go: bool) {
             release.notify_one();
             let runs = b.handler.wait_until(&id, |r| r.finished == 2).await;
             assert_eq!((runs.started, runs.dropped), (2, 0), "{}", b.name);
-            let fenced = within(
+            let fenced = finished_call(
+                b,
                 "the hanging handler's completion",
-                b.store.wait_for(|c| {
-                    c.id == id
-                        && c.op == StoreOp::Complete
-                        && c.owner == owner
-                        && c.outcome != CallOutcome::Pending
-                }),
+                &id,
+                StoreOp::Complete,
+                owner,
             )
             .await;
             assert_eq!(
-                fenced.outcome,
+                fenced,
                 CallOutcome::Settle(SettleOutcome::NotOwner),
                 "{}",
                 b.name

@@ -547,3 +547,33 @@ pub async fn recovery<S, Stop, StopFut, Start, StartFut>(
         );
     }
 }
+
+/// Checks that two stores sharing one backing service under different namespaces (two
+/// Redis key prefixes, two PostgreSQL tables: two applications) never see each other's
+/// ids: the same id is claimed in both, completing it in `a` neither completes nor fences
+/// it in `b`, and `b`'s owner settles `b`'s claim. Leaves the id completed in both.
+pub async fn isolation<A, B>(a: &A, b: &B, id: &str)
+where
+    A: IdempotencyStore + ?Sized,
+    B: IdempotencyStore + ?Sized,
+{
+    let (owner_a, owner_b) = (owner(), owner());
+    assert_eq!(claim(a, id, owner_a, LONG).await, ClaimOutcome::Claimed);
+    assert_eq!(
+        claim(b, id, owner_b, LONG).await,
+        ClaimOutcome::Claimed,
+        "conformance: a claim in one namespace must not be seen in another"
+    );
+    assert_eq!(complete(a, id, owner_a, LONG).await, SettleOutcome::Settled);
+    assert_eq!(
+        claim(b, id, owner(), LONG).await,
+        ClaimOutcome::InProgress,
+        "conformance: completing in one namespace must not complete another"
+    );
+    assert_eq!(
+        complete(b, id, owner_a, LONG).await,
+        SettleOutcome::NotOwner,
+        "conformance: one namespace's owner must not settle another's claim"
+    );
+    assert_eq!(complete(b, id, owner_b, LONG).await, SettleOutcome::Settled);
+}

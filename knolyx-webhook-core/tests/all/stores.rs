@@ -85,3 +85,15 @@ async fn the_recovery_check_passes_a_recovering_store_and_catches_a_deaf_one() {
     ));
     assert!(check.await.unwrap_err().is_panic());
 }
+
+/// The isolation check passes two separate stores and catches one store seen twice.
+#[tokio::test]
+async fn the_isolation_check_passes_separate_stores_and_catches_a_shared_one() {
+    let (a, b) = (MemoryStore::new(), MemoryStore::new());
+    conformance::isolation(&a, &b, "same-id").await;
+    let shared = Arc::new(MemoryStore::new());
+    let check = tokio::spawn(async move {
+        conformance::isolation(&*shared, &*shared, "same-id").await;
+    });
+    assert!(check.await.unwrap_err().is_panic());
+}

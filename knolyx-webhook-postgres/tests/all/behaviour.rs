@@ -1,3 +1,4 @@
+use knolyx_webhook_core::testing::conformance;
 use std::time::Duration;
 
 use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome};
@@ -124,30 +125,11 @@ async fn tables_isolate_stores_including_schema_qualified_ones() {
     let crm = migrated(&pool, &qualified).await;
     assert_eq!(crm.table().schema(), Some(schema.as_str()));
 
-    let (a, b) = (OwnerToken::generate(), OwnerToken::generate());
-    assert_eq!(
-        billing.claim("same-id", a, MINUTE).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    assert_eq!(
-        crm.claim("same-id", b, MINUTE).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    assert_eq!(
-        billing.complete("same-id", a, MINUTE).await.unwrap(),
-        SettleOutcome::Settled
-    );
-    assert_eq!(
-        crm.claim("same-id", OwnerToken::generate(), MINUTE)
-            .await
-            .unwrap(),
-        ClaimOutcome::InProgress
-    );
-    assert_eq!(
-        row(&pool, &qualified, "same-id").await.unwrap().0,
-        "in_progress"
-    );
-    assert_eq!(row(&pool, &plain, "same-id").await.unwrap().0, "completed");
+    conformance::isolation(&billing, &crm, "same-id").await;
+    // Each store wrote its own table.
+    for table in [&plain, &qualified] {
+        assert_eq!(row(&pool, table, "same-id").await.unwrap().0, "completed");
+    }
 
     drop_table(&pool, &plain).await;
     sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))

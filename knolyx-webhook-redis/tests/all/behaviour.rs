@@ -1,3 +1,4 @@
+use knolyx_webhook_core::testing::conformance;
 use std::time::Duration;
 
 use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome};
@@ -84,34 +85,7 @@ async fn prefixes_isolate_applications() {
     let Some(url) = redis_url() else { return };
     let billing = store(&url, &unique_prefix("billing")).await;
     let crm = store(&url, &unique_prefix("crm")).await;
-    let (a, b) = (OwnerToken::generate(), OwnerToken::generate());
-    assert_eq!(
-        billing.claim("same-id", a, MINUTE).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    assert_eq!(
-        crm.claim("same-id", b, MINUTE).await.unwrap(),
-        ClaimOutcome::Claimed
-    );
-    assert_eq!(
-        billing.complete("same-id", a, MINUTE).await.unwrap(),
-        SettleOutcome::Settled
-    );
-    // Completing in one application neither completes nor fences the other's claim.
-    assert_eq!(
-        crm.claim("same-id", OwnerToken::generate(), MINUTE)
-            .await
-            .unwrap(),
-        ClaimOutcome::InProgress
-    );
-    assert_eq!(
-        crm.complete("same-id", a, MINUTE).await.unwrap(),
-        SettleOutcome::NotOwner
-    );
-    assert_eq!(
-        crm.complete("same-id", b, MINUTE).await.unwrap(),
-        SettleOutcome::Settled
-    );
+    conformance::isolation(&billing, &crm, "same-id").await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use knolyx_webhook_core::MemoryStore;
 use knolyx_webhook_core::testing::TestEvent;
 use tokio::sync::Notify;
 
-use crate::support::{Plan, Script, Setup, TestServer, receiver_with};
+use crate::support::{Script, Setup, TestServer, receiver_with};
 
 const DELIVERIES: usize = 100;
 const WORKERS: usize = 4;
@@ -16,19 +16,9 @@ const WORKERS: usize = 4;
 async fn one_hundred_concurrent_deliveries_of_one_id_run_the_handler_once() {
     let started = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
-    let plan = (Arc::clone(&started), Arc::clone(&release));
     // The first run holds its claim until every other delivery has been answered; any
     // further run (a bug) returns at once and is counted.
-    let script = Script::new(move |_, run| {
-        if run == 1 {
-            Plan::Block {
-                started: Arc::clone(&plan.0),
-                release: Arc::clone(&plan.1),
-            }
-        } else {
-            Plan::Ok
-        }
-    });
+    let script = Script::block_first(&started, &release);
     let server = Arc::new(TestServer::start_with(
         receiver_with(MemoryStore::new()),
         &script,

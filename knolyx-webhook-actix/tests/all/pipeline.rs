@@ -130,17 +130,7 @@ async fn a_panicking_handler_releases_the_claim_and_the_next_delivery_runs() {
 async fn a_duplicate_while_the_first_runs_gets_503_with_retry_after() {
     let started = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
-    let plan = (Arc::clone(&started), Arc::clone(&release));
-    let script = Script::new(move |_, run| {
-        if run == 1 {
-            Plan::Block {
-                started: Arc::clone(&plan.0),
-                release: Arc::clone(&plan.1),
-            }
-        } else {
-            Plan::Ok
-        }
-    });
+    let script = Script::block_first(&started, &release);
     let server = TestServer::start(receiver_with(MemoryStore::new()), &script);
     let event = TestEvent::course_completed();
 

@@ -74,6 +74,22 @@ impl Script {
         Self::new(|_, _| Plan::Ok)
     }
 
+    /// A handler whose first run (of any id) waits for `release` after notifying `started`,
+    /// so it holds its claim; later runs succeed at once (and are counted).
+    pub(crate) fn block_first(started: &Arc<Notify>, release: &Arc<Notify>) -> Arc<Self> {
+        let (started, release) = (Arc::clone(started), Arc::clone(release));
+        Self::new(move |_, run| {
+            if run == 1 {
+                Plan::Block {
+                    started: Arc::clone(&started),
+                    release: Arc::clone(&release),
+                }
+            } else {
+                Plan::Ok
+            }
+        })
+    }
+
     /// How many times the handler ran for `id`.
     pub(crate) fn runs(&self, id: &str) -> u32 {
         self.runs.lock().unwrap().get(id).copied().unwrap_or(0)

@@ -64,7 +64,10 @@ impl Reply {
     fn retry_after(self, after: Option<Duration>) -> Self {
         match after {
             Some(after) => {
-                let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                // Rounded up to whole seconds, saturating: `Duration::MAX` must not overflow.
+                let secs = after
+                    .as_secs()
+                    .saturating_add(u64::from(after.subsec_nanos() > 0));
                 self.header(RETRY_AFTER, HeaderValue::from(secs))
             }
             None => self,
@@ -489,6 +492,24 @@ mod tests {
         let reply = r.reply();
         let retry = reply.headers().iter().find(|(n, _)| n == RETRY_AFTER);
         assert_eq!(retry.map(|(_, v)| v.to_str().unwrap()), Some("2"));
+    }
+
+    #[test]
+    fn retry_after_saturates_for_huge_durations() {
+        // Duration::MAX has u64::MAX whole seconds and a fraction: rounding up must not
+        // overflow (a panic in debug builds, `Retry-After: 0` in release ones).
+        for after in [Duration::MAX, Duration::new(u64::MAX, 0)] {
+            let r = Rejection::from(StoreUnavailable::new(
+                StoreError::timeout(Duration::from_secs(1)),
+                after,
+            ));
+            let reply = r.reply();
+            let retry = reply.headers().iter().find(|(n, _)| n == RETRY_AFTER);
+            assert_eq!(
+                retry.map(|(_, v)| v.to_str().unwrap()),
+                Some(u64::MAX.to_string().as_str())
+            );
+        }
     }
 
     #[test]

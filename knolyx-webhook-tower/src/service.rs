@@ -125,7 +125,7 @@ where
     // past the limit too.
     let bytes = match Limited::new(body, reception.body_limit()).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => {
+        Err(error) if is_length_limit(&*error) => {
             return Ok(reception.too_large().into_response());
         }
         Err(error) => {
@@ -162,6 +162,20 @@ where
             Err(error)
         }
     }
+}
+
+/// Whether `error`, or any error in its source chain, is a body limit's: ours, or an outer
+/// one (tower-http's `RequestBodyLimit`, say) whose error reaches us wrapped, in
+/// `axum::Error` for example. Either way the answer is a 413, not a 400.
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error.is::<LengthLimitError>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

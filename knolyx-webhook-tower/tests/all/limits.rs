@@ -100,3 +100,27 @@ async fn a_chunked_body_within_the_limit_is_delivered() {
     assert_eq!(status, 200);
     assert_eq!(handler.runs(), 1);
 }
+
+/// An outer body limit (as tower-http's `RequestBodyLimitLayer` sets one: the body wrapped in
+/// `Limited`, then in axum's `Body`) stricter than the receiver's: its error reaches the
+/// layer wrapped in `axum::Error`, and is still a 413, not a 400.
+#[tokio::test]
+async fn an_outer_limit_wrapped_in_another_error_is_still_413() {
+    use axum::body::Body;
+    use http_body_util::Limited;
+    use tower::util::MapRequestLayer;
+
+    let handler = Handler::ok();
+    let receiver = builder().body_limit(LIMIT).build().unwrap();
+    let app = webhook_app(receiver, handler.clone()).layer(MapRequestLayer::new(
+        |request: axum::http::Request<Body>| request.map(|body| Body::new(Limited::new(body, 100))),
+    ));
+    let server = Server::start(app).await;
+    let body = padded(&TestEvent::course_completed().to_body(), LIMIT / 2);
+    let (first, rest) = body.split_at(50);
+
+    let (status, text) = put_chunked(&server, &[first, rest]).await;
+    assert_eq!(status, 413, "{text:?}");
+    assert!(text.ends_with("payload too large"), "{text:?}");
+    assert_eq!(handler.runs(), 0);
+}

@@ -7,3 +7,4 @@ mod leaks;
 mod outage;
 mod replicas;
 mod scenarios;
+mod stall;

@@ -21,10 +21,12 @@ pub mod faulty;
 #[cfg(feature = "model")]
 #[cfg_attr(docsrs, doc(cfg(feature = "model")))]
 pub mod model;
+mod proxy;
 mod services;
 
 pub use events::{TestEvent, random_id};
 pub use faulty::{CallOutcome, Fault, FaultyStore, StoreCall, StoreOp, Times};
+pub use proxy::TcpProxy;
 pub use services::service_url;
 
 /// The vendor's sample deliveries (valid JSON versions of the guide's samples), one per

@@ -34,14 +34,31 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 /// full: the table of completed ids leaves no tombstones behind evictions.
 /// **An evicted id is no longer recognised as a duplicate**: if Knolyx retransmitted it,
 /// the handler would run again. Size the capacity for the number of events you receive in
-/// the retention window (72 hours by default). Ids in progress are never evicted: when a
-/// shard is full of them, a claim fails with [`StoreErrorKind::Full`] and the pipeline
-/// answers 503, so that Knolyx retries later instead of losing the event.
+/// the retention window (72 hours by default). Expired leases never count against the
+/// capacity: a claim first drops the ids in progress whose lease expired, and the completed
+/// ids whose retention expired (in the order they completed: with one retention, all of
+/// them). Ids in progress with a live lease are never evicted: when a shard is full of
+/// them, a claim fails with [`StoreErrorKind::Full`] and the pipeline answers 503, so that
+/// Knolyx retries later instead of losing the event.
+///
+/// # Digests, and what a collision means
 ///
 /// Ids are kept as keyed SipHash digests (keys chosen at random per store), not as text:
-/// memory per id is small (about 40 to 55 bytes) and independent of the id's length. Should
-/// two ids' digests collide in a shard (odds of about 1 in 10¹³ at a million ids), the
-/// earlier id is forgotten, so the worst case is a duplicate run, never a dropped event.
+/// memory per id is small (about 40 to 55 bytes) and independent of the id's length. A
+/// digest has 96 bits, so two ids can collide. The odds below are for one new id against
+/// `n` remembered ids; they are upper bounds (a new id is only compared with the ids of
+/// its shard, which lowers them further):
+///
+/// - **All 96 bits equal**: the new id is taken for the remembered one; while that one is
+///   remembered as completed, the new event is answered as a duplicate: **it is dropped**,
+///   the handler never runs for it. Odds: about n / 2⁹⁶, that is 1.3 × 10⁻²⁴ at 100,000
+///   ids and 1.3 × 10⁻²³ at 1,000,000 ids (the default capacity, full). Receiving a
+///   million events a day into a full store of the default capacity, for a century
+///   (3.7 × 10¹⁰ events), drops one with odds of about 5 × 10⁻¹³.
+/// - **The first 64 bits equal, not the other 32**: the ids are told apart, but share a
+///   slot in the table of completed ids, so when the new id completes, the earlier one is
+///   forgotten, as if evicted (a retransmission of it would run again). Odds: about
+///   n / 2⁶⁴, that is 5.4 × 10⁻¹⁴ at 1,000,000 ids.
 ///
 /// ```
 /// use knolyx_webhook_core::store::MemoryStore;
@@ -294,16 +311,31 @@ struct Shard {
     /// The most ids this shard remembers.
     capacity: usize,
     /// Completed ids, by the 64-bit part of their key. Two ids whose 64-bit parts collide
-    /// (about once in 10¹³ pairs) share a slot and the later replaces the earlier: the
-    /// earlier is forgotten, never mistaken for the later.
+    /// but not their check bits (a new id against n others: odds of about n / 2⁶⁴) share a
+    /// slot and the later replaces the earlier: the earlier is forgotten, not mistaken for
+    /// the later. Ids whose 96 bits collide (about n / 2⁹⁶) are mistaken for each other.
     completed: Table,
     /// Completed ids in the order they completed, for expiry and eviction; an entry that no
     /// longer matches the map is stale and skipped.
     order: VecDeque<Queued>,
     /// Ids in progress: owner and lease expiry (ms). Few at a time.
     in_progress: FastMap<Key, (OwnerToken, u64)>,
-    /// When `in_progress` reaches this size, expired leases are swept.
-    sweep_at: usize,
+    /// The leases of `in_progress`, earliest expiry first, for reclaiming expired ones; an
+    /// entry that no longer matches the map is stale and skipped.
+    leases: VecDeque<Lease>,
+}
+
+/// An entry of the lease order: an id in progress and its lease expiry (ms).
+#[derive(Clone, Copy)]
+struct Lease {
+    until: u64,
+    key: Key,
+}
+
+impl Lease {
+    fn is_current(&self, in_progress: &FastMap<Key, (OwnerToken, u64)>) -> bool {
+        matches!(in_progress.get(&self.key), Some(&(_, until)) if until == self.until)
+    }
 }
 
 impl Shard {
@@ -314,7 +346,7 @@ impl Shard {
             completed: Table::with_capacity(n),
             order: VecDeque::with_capacity(n),
             in_progress: FastMap::default(),
-            sweep_at: 64,
+            leases: VecDeque::new(),
         }
     }
 
@@ -353,10 +385,35 @@ impl Shard {
         false
     }
 
-    fn sweep_leases(&mut self, now: u64) {
-        if self.in_progress.len() >= self.sweep_at {
-            self.in_progress.retain(|_, (_, lease)| *lease > now);
-            self.sweep_at = (self.in_progress.len() * 2).max(64);
+    /// Drops ids in progress whose lease expired, earliest first: an expired lease never
+    /// counts against the capacity.
+    fn reclaim_leases(&mut self, now: u64) {
+        while let Some(lease) = self.leases.front().copied() {
+            if lease.is_current(&self.in_progress) {
+                if lease.until > now {
+                    break;
+                }
+                self.in_progress.remove(&lease.key);
+            }
+            self.leases.pop_front();
+        }
+    }
+
+    /// Puts an id in progress, its lease in expiry order.
+    fn start(&mut self, key: Key, owner: OwnerToken, until: u64) {
+        self.in_progress.insert(key, (owner, until));
+        // With one lease duration, leases come in expiry order and are appended in O(1);
+        // a shorter one is put in its place.
+        let at = match self.leases.back() {
+            Some(last) if last.until > until => self.leases.partition_point(|l| l.until <= until),
+            _ => self.leases.len(),
+        };
+        self.leases.insert(at, Lease { until, key });
+        // Settled ids leave stale entries behind a live lease: drop them once they
+        // outnumber the live ones (O(1) amortised: at least half of those visited go).
+        if self.leases.len() > 2 * self.in_progress.len() + 64 {
+            let in_progress = &self.in_progress;
+            self.leases.retain(|l| l.is_current(in_progress));
         }
     }
 
@@ -389,7 +446,7 @@ impl IdempotencyStore for MemoryStore {
             shard.completed.remove(key.hash);
         }
         shard.expire(now);
-        shard.sweep_leases(now);
+        shard.reclaim_leases(now);
         if shard.completed.len() + shard.in_progress.len() >= shard.capacity
             && !shard.evict_oldest()
         {
@@ -399,9 +456,7 @@ impl IdempotencyStore for MemoryStore {
                 None,
             ));
         }
-        shard
-            .in_progress
-            .insert(key, (owner, now.saturating_add(millis(lease))));
+        shard.start(key, owner, now.saturating_add(millis(lease)));
         Ok(ClaimOutcome::Claimed)
     }
 
@@ -542,6 +597,26 @@ mod tests {
         }
         // Each of the 3 shards (4, 3 and 3 ids) is full.
         assert_eq!(store.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn settled_ids_leave_a_bounded_lease_order() {
+        let store = MemoryStore::builder().capacity(1000).shards(1).build();
+        // A live lease at the front: the stale entries behind it are not reclaimed by expiry.
+        store
+            .claim("held", OwnerToken::generate(), MINUTE)
+            .await
+            .unwrap();
+        for i in 0..10_000 {
+            let (id, o) = (format!("id-{i}"), OwnerToken::generate());
+            store.claim(&id, o, MINUTE).await.unwrap();
+            {
+                let shard = store.shard(0);
+                assert_eq!(shard.in_progress.len(), 2);
+                assert!(shard.leases.len() <= 2 * 2 + 64, "{}", shard.leases.len());
+            }
+            store.complete(&id, o, MINUTE).await.unwrap();
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod bad_inputs;
 mod corpus;
 mod fixtures;
 mod fuzz_checks;
+mod memory_capacity;
 mod model;
 mod pipeline_table;
 mod stores;

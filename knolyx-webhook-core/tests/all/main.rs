@@ -7,6 +7,7 @@ mod fuzz_checks;
 mod memory_capacity;
 mod model;
 mod pipeline_table;
+mod shutdown;
 mod stores;
 mod support;
 mod tracing_output;

@@ -1,5 +1,6 @@
 //! Helpers shared by the test modules.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,5 +83,40 @@ pub(crate) async fn state(store: &dyn IdempotencyStore, id: &str) -> State {
 pub(crate) fn take_down<S>(store: &FaultyStore<S>) {
     for op in [StoreOp::Claim, StoreOp::Complete, StoreOp::Release] {
         store.inject(op, Fault::Unavailable, Times::UntilReset);
+    }
+}
+
+/// Log output, captured.
+#[derive(Clone, Default)]
+pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+pub(crate) fn expect_deliver(result: Result<Accepted, Rejection>) -> knolyx_webhook_core::Delivery {
+    match result {
+        Ok(Accepted::Deliver(d)) => d,
+        other => panic!("expected the handler to run, got {other:?}"),
     }
 }

@@ -1,33 +1,9 @@
 //! One span per delivery with the id, the type and the outcome; never the token or the body.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use http::Method;
 use knolyx_webhook_core::Accepted;
-use tracing_subscriber::fmt::MakeWriter;
 
 use crate::support::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn logs_name_id_type_and_outcome_but_never_token_or_body() {
@@ -71,7 +47,7 @@ async fn logs_name_id_type_and_outcome_but_never_token_or_body() {
     )
     .await;
 
-    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let out = capture.text();
     assert!(out.contains("knolyx_webhook.delivery"), "{out}");
     assert!(out.contains("trace-1"), "{out}");
     assert!(out.contains("COURSE_COMPLETED"), "{out}");

@@ -15,9 +15,10 @@ pub(crate) fn schema(table: &TableName) -> String {
 /// The statements of one store, prepared once per connection by sqlx.
 #[derive(Debug)]
 pub(crate) struct Queries {
-    /// `$1` id, `$2` owner, `$3` lease in ms. One row: `claimed`, `in_progress` or
-    /// `completed`; no row only when the conflicting row was committed after the
-    /// statement's snapshot (a concurrent claim): then [`Queries::state`] tells.
+    /// `$1` id, `$2` owner, `$3` lease in ms. One row: `claimed`, or the state
+    /// (`in_progress`, `completed`) of the row version it did not take; no row only when
+    /// the conflicting row was inserted after the statement's snapshot (a concurrent
+    /// claim): then [`Queries::state`] tells.
     pub(crate) claim: String,
     /// `$1` id: the state of an unexpired row.
     pub(crate) state: String,
@@ -33,6 +34,17 @@ impl Queries {
         let t = table.to_string();
         // The database's clock (`now()`, the statement's start in autocommit), never the
         // application's: every replica then agrees on what has expired.
+        //
+        // `ON CONFLICT DO UPDATE` waits for a concurrent writer of the row, then locks and
+        // checks the *latest* committed version, even one newer than the statement's
+        // snapshot; it leaves the row locked when the check fails. A plain read of the row
+        // would see the snapshot's older version instead: a completed row whose retention
+        // expired, say, while another replica has just taken it over (a duplicate answered
+        // while that replica's handler runs, lost if it fails). So `held` reads the row
+        // `FOR UPDATE`: in READ COMMITTED that follows the row to its latest version, the
+        // one the conflict check saw and this statement already holds locked (no wait, no
+        // new lock), and answers its state, unexpired since the check failed. Still one
+        // statement; a row inserted after the snapshot is not found by `held` at all.
         let claim = format!(
             "WITH claimed AS (
                 INSERT INTO {t} AS d (id, state, owner, lease_expires_at)
@@ -46,11 +58,14 @@ impl Queries {
                     WHERE (d.state = 'in_progress' AND d.lease_expires_at <= now())
                        OR (d.state = 'completed' AND d.retain_until <= now())
                 RETURNING 1
+            ), held AS (
+                SELECT d.state FROM {t} AS d
+                WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM claimed)
+                FOR UPDATE
             )
             SELECT 'claimed'::text AS outcome FROM claimed
             UNION ALL
-            SELECT d.state FROM {t} AS d
-            WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM claimed)"
+            SELECT state FROM held"
         );
         let state = format!(
             "SELECT state FROM {t}

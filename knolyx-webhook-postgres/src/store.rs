@@ -259,11 +259,12 @@ fn settled(rows: u64) -> SettleOutcome {
 #[async_trait]
 impl IdempotencyStore for PostgresStore {
     /// One statement: an `INSERT … ON CONFLICT DO UPDATE … WHERE <expired>` that claims an
-    /// absent or expired id, and in the same round trip reads the state of the row it did
-    /// not take. The read sees the statement's snapshot, so when the conflicting row was
-    /// committed by a concurrent claim after that snapshot, nothing comes back: only then a
-    /// second statement reads the state (and if the row vanished meanwhile, the claim is
-    /// tried again; after a few attempts the answer is `InProgress`, which is retryable).
+    /// absent or expired id, and in the same round trip reads, `FOR UPDATE`, the state of
+    /// the row it did not take: the latest version, the one the conflict check saw and
+    /// locked, never an older one from the statement's snapshot. When the conflicting row
+    /// was inserted by a concurrent claim after that snapshot, the read finds nothing: only
+    /// then a second statement reads the state (and if the row vanished meanwhile, the claim
+    /// is tried again; after a few attempts the answer is `InProgress`, which is retryable).
     async fn claim(
         &self,
         id: &str,

@@ -2,7 +2,8 @@
 //!
 //! [`run`] exercises a store against the rules in the [store module docs](crate::store):
 //! claim, complete and release; fencing of non-owners; concurrent claims with exactly one
-//! winner, of a new id and of an id whose lease expired; lease expiry and takeover; a stale
+//! winner, of a new id and of an id whose lease or retention expired (the others seeing the
+//! takeover in progress, never the expired completion); lease expiry and takeover; a stale
 //! owner fenced after a takeover; retention expiry; and 10,000 distinct ids. It panics, naming the rule, at the first violation.
 //!
 //! Every id it uses starts with a random prefix, so it can run repeatedly, and in
@@ -58,12 +59,14 @@ pub async fn run<S: IdempotencyStore + ?Sized>(store: Arc<S>) {
     settle_fencing(s, &id("fencing")).await;
     ids_are_independent(s, &id("independent")).await;
     concurrent_claims(&store, &id("concurrent")).await;
-    // The two checks that wait run side by side, so the suite waits once.
-    let (lease, retention, race) = (id("lease"), id("retention"), id("takeover-race"));
+    // The checks that wait run side by side, so the suite waits once.
+    let (lease, retention) = (id("lease"), id("retention"));
+    let (race, retention_race) = (id("takeover-race"), id("retention-takeover-race"));
     tokio::join!(
         lease_expiry_and_takeover(s, &lease),
         retention_expiry(s, &retention),
-        concurrent_takeover(&store, &race),
+        concurrent_takeover(&store, &race, Expired::Lease),
+        concurrent_takeover(&store, &retention_race, Expired::Retention),
     );
     many_ids(&store, &id("many")).await;
 }
@@ -289,11 +292,35 @@ async fn concurrent_claims<S: IdempotencyStore + ?Sized>(store: &Arc<S>, id: &st
     );
 }
 
-async fn concurrent_takeover<S: IdempotencyStore + ?Sized>(store: &Arc<S>, id: &str) {
+/// What expired before [`concurrent_takeover`].
+#[derive(Clone, Copy, Debug)]
+enum Expired {
+    /// The lease of a claim never settled.
+    Lease,
+    /// The retention of a completion.
+    Retention,
+}
+
+/// Concurrent claims of an id whose lease or retention just expired: exactly one takes it
+/// over, and every other one sees that takeover in progress — never `Completed` from an
+/// expired completion (a stale read would answer a duplicate while the handler runs, and
+/// the event would be lost if it failed).
+async fn concurrent_takeover<S: IdempotencyStore + ?Sized>(
+    store: &Arc<S>,
+    id: &str,
+    expired: Expired,
+) {
+    let first = owner();
     assert_eq!(
-        claim(&**store, id, owner(), SHORT).await,
+        claim(&**store, id, first, SHORT).await,
         ClaimOutcome::Claimed
     );
+    if let Expired::Retention = expired {
+        assert_eq!(
+            complete(&**store, id, first, SHORT).await,
+            SettleOutcome::Settled
+        );
+    }
     tokio::time::sleep(WAIT).await;
     let barrier = Arc::new(Barrier::new(CONCURRENT_CLAIMS));
     let mut tasks = JoinSet::new();
@@ -311,8 +338,15 @@ async fn concurrent_takeover<S: IdempotencyStore + ?Sized>(store: &Arc<S>, id: &
         .count();
     assert_eq!(
         winners, 1,
-        "conformance: of {CONCURRENT_CLAIMS} concurrent claims of an expired lease exactly one \
-         must take it over, got {results:?}"
+        "conformance: of {CONCURRENT_CLAIMS} concurrent claims of an expired {expired:?} \
+         exactly one must take it over, got {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|o| matches!(o, ClaimOutcome::Claimed | ClaimOutcome::InProgress)),
+        "conformance: the losers of a takeover of an expired {expired:?} must see InProgress, \
+         never Completed: {results:?}"
     );
 }
 

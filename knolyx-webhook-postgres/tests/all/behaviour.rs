@@ -5,19 +5,9 @@ use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, OwnerToken, Set
 use knolyx_webhook_postgres::{DEFAULT_TABLE, PostgresStore, schema_sql};
 use sqlx::PgPool;
 
-use crate::support::{database_url, drop_table, pool, unique_table};
+use crate::support::{database_url, drop_table, migrated, pool, unique_table};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-async fn migrated(pool: &PgPool, table: &str) -> PostgresStore {
-    let store = PostgresStore::builder(pool.clone())
-        .table(table)
-        .operation_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    store.migrate().await.expect("migrate");
-    store
-}
 
 async fn row(pool: &PgPool, table: &str, id: &str) -> Option<(String, Option<String>, bool, bool)> {
     sqlx::query_as(&format!(

@@ -4,6 +4,7 @@
 mod behaviour;
 mod conformance;
 mod failure;
+mod interleaving;
 mod model;
 mod support;
 mod transaction;

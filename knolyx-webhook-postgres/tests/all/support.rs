@@ -3,6 +3,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use knolyx_webhook_core::store::OwnerToken;
+use knolyx_webhook_postgres::PostgresStore;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +25,18 @@ pub(crate) async fn pool(url: &str) -> PgPool {
         .connect(url)
         .await
         .expect("connect to postgres")
+}
+
+/// A store on `table`, migrated, with a generous operation timeout (CI machines are small
+/// and busy; the failure tests use short limits).
+pub(crate) async fn migrated(pool: &PgPool, table: &str) -> PostgresStore {
+    let store = PostgresStore::builder(pool.clone())
+        .table(table)
+        .operation_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    store.migrate().await.expect("migrate");
+    store
 }
 
 pub(crate) async fn drop_table(pool: &PgPool, table: &str) {

@@ -38,11 +38,7 @@ pub(crate) async fn within<T>(
     limit: Duration,
     fut: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(map(err)),
-        Err(_) => Err(StoreError::timeout(limit)),
-    }
+    knolyx_webhook_core::store::within(limit, fut, map).await
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use knolyx_webhook_core::ClaimRef;
 use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult, async_trait,
+    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult,
+    async_trait, ttl_millis,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -21,7 +22,7 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The longest lease or retention written (100 years): longer ones are clamped, so that the
 /// expiry stays within PostgreSQL's timestamps.
-const MAX_TTL_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// How often a claim that met a concurrent claim re-reads the id before answering
 /// `InProgress` (see [`IdempotencyStore::claim`] below).
@@ -232,9 +233,8 @@ impl PostgresStore {
 }
 
 fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis())
-        .unwrap_or(i64::MAX)
-        .min(MAX_TTL_MS)
+    // At most `MAX_TTL_MS`, well within an `i64`.
+    ttl_millis(d, MAX_TTL_MS) as i64
 }
 
 fn outcome(text: &str) -> StoreResult<ClaimOutcome> {
@@ -393,7 +393,7 @@ mod tests {
     fn durations_are_clamped() {
         assert_eq!(millis(Duration::ZERO), 0);
         assert_eq!(millis(Duration::from_secs(60)), 60_000);
-        assert_eq!(millis(Duration::MAX), MAX_TTL_MS);
+        assert_eq!(millis(Duration::MAX), MAX_TTL_MS as i64);
     }
 
     #[tokio::test]

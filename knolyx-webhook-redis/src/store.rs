@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult, async_trait,
+    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult,
+    async_trait, ttl_millis,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, ServerErrorKind};
@@ -127,8 +128,7 @@ fn in_progress(owner: OwnerToken) -> String {
 /// A duration as whole milliseconds for `PX`: at least 1 (Redis refuses 0), at most
 /// [`MAX_TTL_MS`].
 fn millis(d: Duration) -> String {
-    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    ms.clamp(1, MAX_TTL_MS).to_string()
+    ttl_millis(d, MAX_TTL_MS).to_string()
 }
 
 #[async_trait]

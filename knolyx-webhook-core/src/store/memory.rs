@@ -240,9 +240,7 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+use super::saturating_millis as millis;
 
 /// Retention expiries are kept in tenths of a second since the store's epoch, rounded up
 /// (so an id is never forgotten early), in 32 bits: 13 years.

@@ -297,6 +297,48 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Box<S> {
     }
 }
 
+/// Whole milliseconds of `d`, rounded down, saturating at `u64::MAX`: for stores that keep
+/// time in milliseconds.
+pub fn saturating_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A lease or a retention as whole milliseconds for a backend: at least 1 (Redis refuses a
+/// `PX` of 0) and at most `max` (what the backend's clock or integer type can hold), so
+/// that no configured duration, however large, overflows.
+///
+/// ```
+/// use std::time::Duration;
+/// use knolyx_webhook_core::store::ttl_millis;
+///
+/// assert_eq!(ttl_millis(Duration::from_secs(60), u64::MAX), 60_000);
+/// assert_eq!(ttl_millis(Duration::ZERO, u64::MAX), 1);
+/// assert_eq!(ttl_millis(Duration::MAX, 1_000), 1_000);
+/// ```
+pub fn ttl_millis(d: Duration, max: u64) -> u64 {
+    saturating_millis(d).clamp(1, max.max(1))
+}
+
+/// Runs one store operation within `limit` (the store's operation timeout), mapping the
+/// backend's error with `map`; past the limit, a [`StoreErrorKind::Timeout`] error. For
+/// store implementations (feature `tokio`).
+///
+/// The operation is dropped at the limit, but whatever it had sent may still reach the
+/// server: the pipeline treats a failed claim as ambiguous and releases it behind.
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub async fn within<T, E>(
+    limit: Duration,
+    operation: impl std::future::Future<Output = Result<T, E>>,
+    map: impl FnOnce(E) -> StoreError,
+) -> StoreResult<T> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(map(error)),
+        Err(_) => Err(StoreError::timeout(limit)),
+    }
+}
+
 /// What kind of failure a [`StoreError`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -87,7 +87,7 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let ms = crate::store::saturating_millis(by);
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }
@@ -278,9 +278,7 @@ impl Model {
     }
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+use crate::store::saturating_millis as ms;
 
 /// How a run of one sequence ended.
 enum Outcome {

@@ -15,7 +15,6 @@ use knolyx_webhook_core::{
 
 use crate::support::*;
 
-
 fn expect_rejection(result: Result<Accepted, Rejection>) -> Rejection {
     match result {
         Err(r) => r,

@@ -52,7 +52,11 @@ fn a_release_the_ending_runtime_cannot_run_is_not_logged_as_done() {
         .build()
         .unwrap();
     let state_now = check.block_on(state(&*store, "m-deploy"));
-    assert_eq!(state_now, State::InProgress, "nothing could release it: {logged}");
+    assert_eq!(
+        state_now,
+        State::InProgress,
+        "nothing could release it: {logged}"
+    );
     assert!(
         !logged.contains("releasing the claim"),
         "logged a release that never happened: {logged}"
@@ -61,7 +65,11 @@ fn a_release_the_ending_runtime_cannot_run_is_not_logged_as_done() {
         logged.contains("runtime shut down before the claim could be released"),
         "{logged}"
     );
-    assert_eq!(r.in_flight(), 0, "the registry holds nothing that could still settle");
+    assert_eq!(
+        r.in_flight(),
+        0,
+        "the registry holds nothing that could still settle"
+    );
 }
 
 #[tokio::test]
@@ -75,8 +83,13 @@ async fn drain_waits_for_a_release_running_in_the_background() {
     assert_eq!(r.in_flight(), 1);
 
     let drained = tokio::spawn(r.drain());
-    store.wait_for(|c| c.op == StoreOp::Release && c.id == "m-drain").await;
-    assert!(!drained.is_finished(), "drain returned with a release still running");
+    store
+        .wait_for(|c| c.op == StoreOp::Release && c.id == "m-drain")
+        .await;
+    assert!(
+        !drained.is_finished(),
+        "drain returned with a release still running"
+    );
     store.reset_all();
     tokio::time::timeout(Duration::from_secs(10), drained)
         .await

@@ -25,7 +25,8 @@ use tracing::Instrument;
 /// 3. once the route has produced its response, the middleware settles with the response's
 ///    status, *before* the response goes out: a 2xx completes the claim; anything else
 ///    (a non-2xx, or a handler error rendered as its status) releases it, so Knolyx's retry
-///    runs the handler again. If the handler panics, the settlement is dropped unsettled and
+///    runs the handler again. An `Err` from an inner middleware or service settles by the
+///    response actix-web sends for it (`error_response()`), not by its `status_code()`. If the handler panics, the settlement is dropped unsettled and
 ///    core releases the claim on the worker's runtime.
 ///
 /// The route (extractor and handler) runs inside the delivery's span, so the handler's logs
@@ -91,8 +92,9 @@ where
             if let Some(settlement) = slot.take_settlement() {
                 let status = match &result {
                     Ok(response) => response.status(),
-                    // An error the route returned becomes a response with this status.
-                    Err(error) => error.as_response_error().status_code(),
+                    // An error the route returned: actix-web sends `error_response()`,
+                    // whose status may differ from the error's `status_code()`.
+                    Err(error) => error.error_response().status(),
                 };
                 settlement.settle(status.as_u16()).await;
             }

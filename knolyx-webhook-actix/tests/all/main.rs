@@ -5,4 +5,5 @@ mod concurrency;
 mod config;
 mod pipeline;
 mod rejections;
+mod settle;
 mod support;

@@ -1,5 +1,6 @@
 //! [`KnolyxEvent`]: the extractor that runs the receive pipeline before the handler.
 
+use std::future::poll_fn;
 use std::ops::Deref;
 
 use actix_web::dev::Payload;
@@ -10,7 +11,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use knolyx_webhook_core::rejection::BodyReadFailed;
-use knolyx_webhook_core::{Accepted, Reception, TOKEN_HEADER, WebhookEvent};
+use knolyx_webhook_core::{Accepted, ClaimRef, Reception, TOKEN_HEADER, WebhookEvent};
 
 use crate::middleware::{DeliverySlot, receiver_of};
 use crate::rejection::KnolyxEventRejection;
@@ -59,7 +60,11 @@ impl FromRequest for KnolyxEvent {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let head = check_head(req);
+        let slot = req.extensions().get::<DeliverySlot>().cloned();
+        // Recorded now, while the handler's extractors are created and before any is polled,
+        // so that a `KnolyxClaim` knows, in any argument order, that a claim may come.
+        let extraction = slot.as_ref().map(DeliverySlot::start_event);
+        let head = check_head(req, slot);
         let payload = payload.take();
         let req = req.clone();
         Box::pin(async move {
@@ -70,16 +75,134 @@ impl FromRequest for KnolyxEvent {
             match reception.accept_body(body).await? {
                 Accepted::Deliver(delivery) => {
                     let (event, settlement) = delivery.into_parts();
-                    // For a handler completing the claim in its own transaction
-                    // (`web::ReqData<ClaimRef>`, extracted after `KnolyxEvent`).
-                    if let Some(claim) = settlement.claim_ref() {
-                        req.extensions_mut().insert(claim);
+                    // For a handler completing the claim in its own transaction: through
+                    // `KnolyxClaim`, and in the extensions for code that reads them later.
+                    let claim = settlement.claim_ref();
+                    if let Some(claim) = &claim {
+                        req.extensions_mut().insert(claim.clone());
                     }
                     slot.put_settlement(settlement);
+                    if let Some(extraction) = extraction {
+                        extraction.finish(claim);
+                    }
                     Ok(KnolyxEvent(event))
                 }
+                // Refused or answered: `extraction` is dropped, finishing without a claim.
                 Accepted::Answered(answer) => Err(answer.into()),
             }
+        })
+    }
+}
+
+/// The claim of the delivery whose [`KnolyxEvent`] the same handler takes, for a handler
+/// that completes the claim itself, in its own transaction beside its side effect (for
+/// example with `knolyx_webhook_postgres::PostgresStore::complete_in_transaction`): then no
+/// crash can separate the side effect from the completion.
+///
+/// Take it beside [`KnolyxEvent`], in any order: it resolves once the event's extraction
+/// has claimed the delivery. Extracting it fails with a 500
+/// ([`KnolyxEventRejection::MissingEvent`]) when the handler takes no [`KnolyxEvent`], and
+/// ([`KnolyxEventRejection::NoClaim`]) when the delivery has no claim: a forwarded `PING`,
+/// or fail-open after a store failure. Take `Option<KnolyxClaim>` to run the handler then
+/// too, with `None`.
+///
+/// Why not `web::ReqData<ClaimRef>`: actix-web creates every extractor of a handler (calls
+/// each `from_request`) before it polls any, and `ReqData` reads the request's extensions
+/// in `from_request`, before `KnolyxEvent` has claimed anything. It always fails (500), in
+/// either order, and the handler never runs. (The [`ClaimRef`] is still inserted in the
+/// extensions, for code that reads them once the handler runs.)
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use actix_web::{App, HttpResponse, test, web};
+/// use knolyx_webhook_actix::{KnolyxClaim, KnolyxEvent, KnolyxWebhookMiddleware};
+/// use knolyx_webhook_core::store::{IdempotencyStore, SettleOutcome};
+/// use knolyx_webhook_core::{MemoryStore, WebhookReceiver};
+///
+/// async fn on_event(
+///     KnolyxEvent(event): KnolyxEvent,
+///     KnolyxClaim(claim): KnolyxClaim,
+///     store: web::Data<dyn IdempotencyStore>,
+/// ) -> HttpResponse {
+///     println!("handling {}", event.id());
+///     // With PostgreSQL: the side effect and `complete_in_transaction(&mut tx, &claim)` in
+///     // one transaction. The same, by hand: the fenced completion, then `mark_completed`.
+///     match store.complete(claim.id(), claim.owner(), claim.retention()).await {
+///         Ok(SettleOutcome::Settled) => {
+///             claim.mark_completed(); // the middleware does not complete it again
+///             HttpResponse::Ok().finish()
+///         }
+///         // The lease was lost, or the store failed: an error status lets Knolyx retry.
+///         _ => HttpResponse::ServiceUnavailable().finish(),
+///     }
+/// }
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
+/// let receiver = WebhookReceiver::builder()
+///     .token("s3cret-token")
+///     .shared_store(Arc::clone(&store))
+///     .build()?;
+/// let app = App::new()
+///     .app_data(receiver.clone())
+///     .app_data(web::Data::from(store))
+///     .wrap(KnolyxWebhookMiddleware)
+///     .route("/webhooks/knolyx", web::route().to(on_event));
+/// let app = test::init_service(app).await;
+///
+/// let body = r#"{"id":"m-1","type":"COURSE_STARTED","data":{
+///     "user":{"id":1,"name":"Ana","email":"ana@example.com"},"course":{"id":2,"name":"Rust"}}}"#;
+/// let delivery = || {
+///     test::TestRequest::put()
+///         .uri("/webhooks/knolyx")
+///         .insert_header(("X-Webhook-Security-Token", "s3cret-token"))
+///         .set_payload(body)
+///         .to_request()
+/// };
+/// assert_eq!(test::call_service(&app, delivery()).await.status(), 200);
+/// // Completed by the handler: the retransmission is a duplicate.
+/// let again = test::call_service(&app, delivery()).await;
+/// assert!(again.headers().contains_key("x-knolyx-webhook-duplicate"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct KnolyxClaim(pub ClaimRef);
+
+impl KnolyxClaim {
+    /// The claim.
+    pub fn into_inner(self) -> ClaimRef {
+        self.0
+    }
+}
+
+impl Deref for KnolyxClaim {
+    type Target = ClaimRef;
+
+    fn deref(&self) -> &ClaimRef {
+        &self.0
+    }
+}
+
+impl FromRequest for KnolyxClaim {
+    type Error = KnolyxEventRejection;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Decided when polled: by then, every extractor of the handler has been created.
+        let slot = req.extensions().get::<DeliverySlot>().cloned();
+        Box::pin(async move {
+            let slot = slot.ok_or(KnolyxEventRejection::MissingMiddleware)?;
+            let claim = poll_fn(|cx| slot.poll_claim(cx)).await;
+            if let Err(KnolyxEventRejection::MissingEvent) = claim {
+                tracing::error!(
+                    "knolyx-webhook: `KnolyxClaim` taken without a `KnolyxEvent` in the same \
+                     handler; refusing the delivery"
+                );
+            }
+            claim.map(KnolyxClaim)
         })
     }
 }
@@ -87,18 +210,15 @@ impl FromRequest for KnolyxEvent {
 /// Steps 1 to 3: everything decided before the body is read.
 fn check_head(
     req: &HttpRequest,
+    slot: Option<DeliverySlot>,
 ) -> Result<(Reception, DeliverySlot, Option<u64>), KnolyxEventRejection> {
-    let slot = req
-        .extensions()
-        .get::<DeliverySlot>()
-        .cloned()
-        .ok_or_else(|| {
-            tracing::error!(
-                "knolyx-webhook: `KnolyxWebhookMiddleware` does not wrap this route; refusing \
+    let slot = slot.ok_or_else(|| {
+        tracing::error!(
+            "knolyx-webhook: `KnolyxWebhookMiddleware` does not wrap this route; refusing \
                  the delivery"
-            );
-            KnolyxEventRejection::MissingMiddleware
-        })?;
+        );
+        KnolyxEventRejection::MissingMiddleware
+    })?;
     // Begun by the middleware; or here, when the receiver is registered closer to the route
     // than the middleware (the handler then runs outside the delivery's span).
     let reception = match slot.take_reception() {

@@ -117,6 +117,16 @@
 //! `Option<KnolyxEvent>`: actix-web turns every refusal into `None`, and the handler would
 //! answer a forged request itself.
 //!
+//! # Completing the claim in your own transaction
+//!
+//! A handler that completes the claim itself, beside its side effect (with PostgreSQL:
+//! `PostgresStore::complete_in_transaction`), takes [`KnolyxClaim`] beside [`KnolyxEvent`],
+//! in any order: `async fn on_event(event: KnolyxEvent, claim: KnolyxClaim, …)`. Not
+//! `web::ReqData<ClaimRef>`: actix-web creates every extractor of a handler before polling
+//! any, so `ReqData` looks in the request's extensions before `KnolyxEvent` has claimed the
+//! delivery, and always answers 500. [`KnolyxClaim`] waits for the event's extraction
+//! instead; see its docs for a complete example.
+//!
 //! [knolyx-webhook]: https://github.com/knolyx-webhook/knolyx-webhook
 //! [Knolyx]: https://knolyx.com
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -125,7 +135,7 @@ mod extractor;
 mod middleware;
 mod rejection;
 
-pub use extractor::KnolyxEvent;
+pub use extractor::{KnolyxClaim, KnolyxEvent};
 pub use middleware::{KnolyxWebhookMiddleware, KnolyxWebhookService};
 pub use rejection::KnolyxEventRejection;
 

@@ -3,12 +3,15 @@
 use std::cell::RefCell;
 use std::future::{Ready, ready};
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::{HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
-use knolyx_webhook_core::{Reception, Settlement, WebhookReceiver};
+use knolyx_webhook_core::{ClaimRef, Reception, Settlement, WebhookReceiver};
 use tracing::Instrument;
+
+use crate::rejection::KnolyxEventRejection;
 
 /// The middleware that learns the handler's outcome and settles the delivery with it.
 ///
@@ -25,7 +28,8 @@ use tracing::Instrument;
 /// 3. once the route has produced its response, the middleware settles with the response's
 ///    status, *before* the response goes out: a 2xx completes the claim; anything else
 ///    (a non-2xx, or a handler error rendered as its status) releases it, so Knolyx's retry
-///    runs the handler again. If the handler panics, the settlement is dropped unsettled and
+///    runs the handler again. An `Err` from an inner middleware or service settles by the
+///    response actix-web sends for it (`error_response()`), not by its `status_code()`. If the handler panics, the settlement is dropped unsettled and
 ///    core releases the claim on the worker's runtime.
 ///
 /// The route (extractor and handler) runs inside the delivery's span, so the handler's logs
@@ -91,8 +95,9 @@ where
             if let Some(settlement) = slot.take_settlement() {
                 let status = match &result {
                     Ok(response) => response.status(),
-                    // An error the route returned becomes a response with this status.
-                    Err(error) => error.as_response_error().status_code(),
+                    // An error the route returned: actix-web sends `error_response()`,
+                    // whose status may differ from the error's `status_code()`.
+                    Err(error) => error.error_response().status(),
                 };
                 settlement.settle(status.as_u16()).await;
             }
@@ -109,10 +114,12 @@ pub(crate) fn receiver_of(req: &HttpRequest) -> Option<&WebhookReceiver> {
     })
 }
 
-/// What the middleware and the extractor hand each other through the request's extensions:
-/// the delivery the middleware began (when it could see the receiver), and the
-/// [`Settlement`] the extractor leaves for the middleware. Shared by the extensions and the
-/// middleware's future, on one worker thread: `Rc`.
+/// What the middleware and the extractors hand each other through the request's
+/// extensions: the delivery the middleware began (when it could see the receiver), the
+/// [`Settlement`] the extractor leaves for the middleware, and how far the extraction of
+/// [`KnolyxEvent`](crate::KnolyxEvent) got, for [`KnolyxClaim`](crate::KnolyxClaim). Shared
+/// by the extensions, the middleware's future and the extractors' futures, on one worker
+/// thread: `Rc`.
 #[derive(Clone, Debug)]
 pub(crate) struct DeliverySlot(Rc<RefCell<Slot>>);
 
@@ -120,6 +127,20 @@ pub(crate) struct DeliverySlot(Rc<RefCell<Slot>>);
 struct Slot {
     reception: Option<Reception>,
     settlement: Option<Settlement>,
+    event: EventState,
+    /// The task of a `KnolyxClaim` waiting for the event's extraction to finish.
+    claim_waker: Option<Waker>,
+}
+
+/// How far the `KnolyxEvent` extraction of this request got.
+#[derive(Debug)]
+enum EventState {
+    /// No `KnolyxEvent` extractor was created for this request.
+    NotStarted,
+    /// Created (in `from_request`), not finished yet.
+    Running,
+    /// Finished, with the delivery's claim if it has one.
+    Finished(Option<ClaimRef>),
 }
 
 impl DeliverySlot {
@@ -127,6 +148,8 @@ impl DeliverySlot {
         Self(Rc::new(RefCell::new(Slot {
             reception,
             settlement: None,
+            event: EventState::NotStarted,
+            claim_waker: None,
         })))
     }
 
@@ -142,6 +165,65 @@ impl DeliverySlot {
     fn take_settlement(&self) -> Option<Settlement> {
         self.0.borrow_mut().settlement.take()
     }
+
+    /// Records, from `KnolyxEvent::from_request`, that the event's extraction has begun. The
+    /// extraction finishes when the returned guard is finished or dropped.
+    pub(crate) fn start_event(&self) -> EventExtraction {
+        self.0.borrow_mut().event = EventState::Running;
+        EventExtraction(self.clone())
+    }
+
+    /// Finishes a running extraction, and wakes the `KnolyxClaim` waiting for it.
+    fn finish_event(&self, claim: Option<ClaimRef>) {
+        let waker = {
+            let mut slot = self.0.borrow_mut();
+            if !matches!(slot.event, EventState::Running) {
+                return;
+            }
+            slot.event = EventState::Finished(claim);
+            slot.claim_waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The claim once the event's extraction has finished with one. Every extractor of a
+    /// handler is created before any is polled, so a poll that finds no extraction begun
+    /// means the handler takes no `KnolyxEvent`.
+    pub(crate) fn poll_claim(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<ClaimRef, KnolyxEventRejection>> {
+        let mut slot = self.0.borrow_mut();
+        match &slot.event {
+            EventState::NotStarted => Poll::Ready(Err(KnolyxEventRejection::MissingEvent)),
+            EventState::Running => {
+                slot.claim_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            EventState::Finished(Some(claim)) => Poll::Ready(Ok(claim.clone())),
+            EventState::Finished(None) => Poll::Ready(Err(KnolyxEventRejection::NoClaim)),
+        }
+    }
+}
+
+/// A running `KnolyxEvent` extraction: [`finish`](Self::finish) it with the claim; dropped
+/// unfinished (refused, answered, or the future dropped), it finishes without one, so a
+/// waiting `KnolyxClaim` never hangs.
+#[derive(Debug)]
+pub(crate) struct EventExtraction(DeliverySlot);
+
+impl EventExtraction {
+    pub(crate) fn finish(self, claim: Option<ClaimRef>) {
+        self.0.finish_event(claim);
+    }
+}
+
+impl Drop for EventExtraction {
+    fn drop(&mut self) {
+        self.0.finish_event(None);
+    }
 }
 
 #[cfg(test)]
@@ -150,7 +232,44 @@ mod tests {
     use knolyx_webhook_core::WebhookReceiver;
     use knolyx_webhook_core::testing::TestEvent;
 
-    use crate::{KnolyxEvent, KnolyxWebhookMiddleware};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::DeliverySlot;
+    use crate::{KnolyxEvent, KnolyxEventRejection, KnolyxWebhookMiddleware};
+
+    struct Woken(AtomicBool);
+
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_waiting_claim_is_woken_when_the_event_extraction_ends_without_one() {
+        let woken = Arc::new(Woken(AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut cx = Context::from_waker(&waker);
+        let slot = DeliverySlot::new(None);
+        let no_event = slot.poll_claim(&mut cx);
+        assert!(matches!(
+            no_event,
+            Poll::Ready(Err(KnolyxEventRejection::MissingEvent))
+        ));
+
+        let extraction = slot.start_event();
+        assert!(slot.poll_claim(&mut cx).is_pending());
+        // The event's future dropped unfinished (refused, or dropped by actix-web).
+        drop(extraction);
+        assert!(woken.0.load(Ordering::SeqCst), "the claim's task was woken");
+        let no_claim = slot.poll_claim(&mut cx);
+        assert!(matches!(
+            no_claim,
+            Poll::Ready(Err(KnolyxEventRejection::NoClaim))
+        ));
+    }
 
     async fn span_name(_: KnolyxEvent) -> HttpResponse {
         let current = tracing::Span::current();

@@ -15,8 +15,14 @@ const MISSING_RECEIVER: &str = "knolyx-webhook: no `WebhookReceiver` in the app 
 const MISSING_MIDDLEWARE: &str = "knolyx-webhook: `KnolyxWebhookMiddleware` is missing: add \
      `.wrap(KnolyxWebhookMiddleware)` to the `App`, scope or resource of this route";
 
-/// Why [`KnolyxEvent`](crate::KnolyxEvent) did not hand an event to the handler, and the
-/// response that goes out instead.
+const MISSING_EVENT: &str = "knolyx-webhook: `KnolyxClaim` needs a `KnolyxEvent` argument in the \
+     same handler: extracting the event is what claims the delivery";
+
+const NO_CLAIM: &str = "knolyx-webhook: this delivery has no claim (a forwarded PING, fail-open \
+     after a store failure, or an event that was not delivered): take `Option<KnolyxClaim>`";
+
+/// Why [`KnolyxEvent`](crate::KnolyxEvent) (or [`KnolyxClaim`](crate::KnolyxClaim)) did not
+/// hand an event (or its claim) to the handler, and the response that goes out instead.
 ///
 /// It is the extractor's error type because an extractor can only succeed (the handler runs)
 /// or fail (the error is the response). So it carries, besides the pipeline's rejections,
@@ -26,10 +32,11 @@ const MISSING_MIDDLEWARE: &str = "knolyx-webhook: `KnolyxWebhookMiddleware` is m
 /// through [`ResponseError`]: the handler does not run, and Knolyx sees success.
 ///
 /// Every status, header and body comes from the core pipeline ([`Rejection::reply`],
-/// [`Answer::reply`]); bodies are short fixed texts that never echo the request. Only the two
-/// configuration mistakes, [`MissingReceiver`](Self::MissingReceiver) and
-/// [`MissingMiddleware`](Self::MissingMiddleware), are this crate's own: a 500 whose text
-/// names what to register.
+/// [`Answer::reply`]); bodies are short fixed texts that never echo the request. Only the
+/// configuration mistakes are this crate's own, a 500 whose text names what is missing:
+/// [`MissingReceiver`](Self::MissingReceiver), [`MissingMiddleware`](Self::MissingMiddleware),
+/// and, for [`KnolyxClaim`](crate::KnolyxClaim), [`MissingEvent`](Self::MissingEvent) and
+/// [`NoClaim`](Self::NoClaim).
 ///
 /// A handler that takes `Result<KnolyxEvent, KnolyxEventRejection>` sees these outcomes
 /// itself and must then answer them, for example with
@@ -46,6 +53,13 @@ pub enum KnolyxEventRejection {
     /// [`KnolyxWebhookMiddleware`](crate::KnolyxWebhookMiddleware) does not wrap the route:
     /// 500, before anything is read or claimed (without it, no one could settle the claim).
     MissingMiddleware,
+    /// [`KnolyxClaim`](crate::KnolyxClaim) taken by a handler that does not take a
+    /// [`KnolyxEvent`](crate::KnolyxEvent), whose extraction claims the delivery: 500.
+    MissingEvent,
+    /// [`KnolyxClaim`](crate::KnolyxClaim) taken for a delivery without a claim (a forwarded
+    /// `PING`, fail-open after a store failure, or an event refused or answered by the
+    /// pipeline): 500. `Option<KnolyxClaim>` is then `None`.
+    NoClaim,
 }
 
 impl KnolyxEventRejection {
@@ -54,7 +68,10 @@ impl KnolyxEventRejection {
         match self {
             Self::Rejected(r) => status_from(r.status().as_u16()),
             Self::Answered(a) => status_from(a.status().as_u16()),
-            Self::MissingReceiver | Self::MissingMiddleware => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MissingReceiver
+            | Self::MissingMiddleware
+            | Self::MissingEvent
+            | Self::NoClaim => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -65,6 +82,8 @@ impl KnolyxEventRejection {
             Self::Answered(a) => a.body_text(),
             Self::MissingReceiver => MISSING_RECEIVER,
             Self::MissingMiddleware => MISSING_MIDDLEWARE,
+            Self::MissingEvent => MISSING_EVENT,
+            Self::NoClaim => NO_CLAIM,
         }
     }
 
@@ -130,7 +149,10 @@ impl ResponseError for KnolyxEventRejection {
         match self {
             Self::Rejected(r) => to_response(&r.reply()),
             Self::Answered(a) => to_response(&a.reply()),
-            Self::MissingReceiver | Self::MissingMiddleware => HttpResponse::InternalServerError()
+            Self::MissingReceiver
+            | Self::MissingMiddleware
+            | Self::MissingEvent
+            | Self::NoClaim => HttpResponse::InternalServerError()
                 .insert_header((
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),

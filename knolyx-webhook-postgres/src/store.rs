@@ -158,7 +158,7 @@ impl PostgresStore {
     /// claim is released and Knolyx's retry runs the handler.
     ///
     /// The adapters hand the claim to the handler in the request's extensions: axum
-    /// `Extension<ClaimRef>`, actix-web `web::ReqData<ClaimRef>` (after `KnolyxEvent`).
+    /// `Extension<ClaimRef>`, actix-web `KnolyxClaim` (`web::ReqData<ClaimRef>` cannot work).
     ///
     /// ```no_run
     /// use knolyx_webhook_core::ClaimRef;

@@ -105,7 +105,8 @@ impl Script {
         self.events.lock().unwrap().clone()
     }
 
-    fn start(&self, event: &WebhookEvent) -> Plan {
+    /// Records a run of the handler for `event`, and returns what to do on it.
+    pub(crate) fn start(&self, event: &WebhookEvent) -> Plan {
         self.total.fetch_add(1, Ordering::SeqCst);
         self.events.lock().unwrap().push(event.clone());
         let run = {
@@ -118,7 +119,8 @@ impl Script {
     }
 }
 
-async fn on_event(
+/// The scripted handler.
+pub(crate) async fn on_event(
     KnolyxEvent(event): KnolyxEvent,
     script: web::Data<Script>,
 ) -> Result<HttpResponse, actix_web::Error> {
@@ -171,23 +173,36 @@ impl TestServer {
         setup: Setup,
         workers: usize,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let script = web::Data::from(Arc::clone(script));
         let data_receiver = web::Data::new(receiver.clone());
-        let server = HttpServer::new(move || {
-            let app = App::new().app_data(script.clone());
-            let app = match setup {
-                Setup::Complete | Setup::NoMiddleware => app.app_data(receiver.clone()),
-                Setup::DataReceiver => app.app_data(data_receiver.clone()),
-                Setup::NoReceiver => app,
+        Self::serve(script, workers, move |cfg| {
+            match setup {
+                Setup::Complete | Setup::NoMiddleware => cfg.app_data(receiver.clone()),
+                Setup::DataReceiver => cfg.app_data(data_receiver.clone()),
+                Setup::NoReceiver => cfg,
             };
             // Every method reaches the extractor, so the pipeline answers 405 itself.
             let resource = web::resource(ROUTE).route(web::route().to(on_event));
             match setup {
-                Setup::NoMiddleware => app.service(resource),
-                _ => app.service(resource.wrap(KnolyxWebhookMiddleware)),
-            }
+                Setup::NoMiddleware => cfg.service(resource),
+                _ => cfg.service(resource.wrap(KnolyxWebhookMiddleware)),
+            };
+        })
+    }
+
+    /// A server whose `App` has the script as app data and what `configure` registers
+    /// (app data, the webhook's resource at [`ROUTE`]).
+    pub(crate) fn serve(
+        script: &Arc<Script>,
+        workers: usize,
+        configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = web::Data::from(Arc::clone(script));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(script.clone())
+                .configure(configure.clone())
         })
         .workers(workers)
         .disable_signals()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use knolyx_webhook_client::redact_url;
 
 /// Text shown after the top-level `--help`.
 const AFTER_HELP: &str = "\
@@ -24,14 +25,20 @@ Environment:
   KNOLYX_API_URL        base URL of the Knolyx API (webhooks commands)
   KNOLYX_API_KEY        API key, sent as X-Api-Key; never printed (webhooks commands)
   KNOLYX_PROJECT_ID     project id, sent as X-Project-Id (webhooks commands)
-  KNOLYX_WEBHOOK_TOKEN  the receiver's security token (send)
+  KNOLYX_WEBHOOK_TOKEN  the receiver's security token (send, unless --token or
+                        --token-file is given)
+
+A security token can be read from a file or stdin with --token-file PATH (`-` = stdin)
+instead of --token, which other users see in `ps` and your shell history. URLs are
+printed without their user:password@ part.
 
 Exit codes:
   0  success (send: every delivery answered 2xx, duplicates included)
   1  the server answered with an error (send: some delivery got 4xx/5xx;
      webhooks: the API answered non-2xx or with a body that could not be read)
   2  usage or configuration error (bad flag, missing setting, unknown event type,
-     unreadable --data-file, a webhook URL Knolyx would refuse)
+     unreadable --data-file or --token-file, a webhook URL Knolyx would refuse, a
+     security token the receiver would refuse)
   3  transport failure: no HTTP response at all (connection refused, DNS, TLS, timeout)";
 
 /// Text shown after `send --help`.
@@ -45,10 +52,16 @@ each round (N × C deliveries in all), every one with the same id. A receiver th
 retransmissions answers the first with its handler's status and the others with 200 and
 the header x-knolyx-webhook-duplicate: true (or 503 while the first is still running).
 
+The token comes from --token, from --token-file PATH (`-` = stdin, one trailing newline
+stripped), or else from KNOLYX_WEBHOOK_TOKEN. A token the receiver would refuse (empty,
+surrounding white space, anything but visible ASCII and inner spaces) is refused before
+anything is sent.
+
 Examples:
   knolyx-webhook send course-completed --url http://localhost:3000/webhooks/knolyx --token $KNOLYX_WEBHOOK_TOKEN --times 2
   knolyx-webhook send BUNDLE_PAYMENT_RECEIVED --url http://localhost:3000/webhooks/knolyx --concurrency 10
   knolyx-webhook send certificate-issued --data-file certificate.json --url http://localhost:3000/webhooks/knolyx
+  knolyx-webhook send ping --url http://localhost:3000/webhooks/knolyx --token-file token.txt
 
 Exit codes: 0 all deliveries answered 2xx; 1 some answered 4xx/5xx; 2 usage error;
 3 some delivery got no HTTP response (connection refused, timeout, …).";
@@ -61,6 +74,7 @@ printed.
 
 Examples:
   knolyx-webhook webhooks create --name \"course events\" --url https://hooks.example.com/webhooks/knolyx
+  knolyx-webhook webhooks create --name orders --url https://hooks.example.com/orders --token-file token.txt
   knolyx-webhook webhooks list --json
   knolyx-webhook webhooks get 42
   knolyx-webhook webhooks ping          # every webhook of the project
@@ -68,8 +82,8 @@ Examples:
   knolyx-webhook webhooks delete 42
 
 Exit codes: 0 success; 1 the API answered with an error; 2 usage or configuration error
-(including a webhook URL Knolyx would refuse: http, localhost, loopback); 3 the API could
-not be reached.";
+(including a webhook URL Knolyx would refuse: http, localhost, loopback, and a security
+token the receiver would refuse); 3 the API could not be reached.";
 
 /// Manage Knolyx webhooks and send test events to a receiver.
 ///
@@ -107,7 +121,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
     /// Register a webhook (Knolyx then sends it a PING); generates its security token
-    /// unless --token is given.
+    /// unless --token or --token-file is given.
     Create(CreateArgs),
     /// List the project's webhooks.
     List(ListArgs),
@@ -144,7 +158,7 @@ pub struct ApiArgs {
 impl fmt::Debug for ApiArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiArgs")
-            .field("api_url", &self.api_url)
+            .field("api_url", &redact_url(&self.api_url))
             .field("api_key", &REDACTED)
             .field("project_id", &self.project_id)
             .field("timeout", &self.timeout)
@@ -180,10 +194,10 @@ pub struct CreateArgs {
     /// The https URL Knolyx will PUT events to (not http, not localhost or loopback).
     #[arg(long, value_name = "URL")]
     pub url: String,
-    /// Security token Knolyx will send in X-Webhook-Security-Token. Default: a new random
-    /// 256-bit token, printed once.
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
+    /// The security token Knolyx will send. Default: a new random 256-bit token, printed
+    /// once.
+    #[command(flatten)]
+    pub token: TokenArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub api: ApiArgs,
@@ -196,8 +210,8 @@ impl fmt::Debug for CreateArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CreateArgs")
             .field("name", &self.name)
-            .field("url", &self.url)
-            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("url", &redact_url(&self.url))
+            .field("token", &self.token)
             .field("api", &self.api)
             .field("output", &self.output)
             .finish()
@@ -254,14 +268,9 @@ pub struct SendArgs {
     /// The receiver's URL; any URL, http://localhost included.
     #[arg(long, value_name = "URL")]
     pub url: String,
-    /// The receiver's security token, sent in X-Webhook-Security-Token (never printed).
-    #[arg(
-        long,
-        env = "KNOLYX_WEBHOOK_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: String,
+    /// The receiver's security token. Default: KNOLYX_WEBHOOK_TOKEN.
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// Message id to use (default: a new random UUID). Reuse an id to send a
     /// retransmission.
     #[arg(long, value_name = "ID")]
@@ -292,8 +301,8 @@ impl fmt::Debug for SendArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendArgs")
             .field("event_type", &self.event_type)
-            .field("url", &self.url)
-            .field("token", &REDACTED)
+            .field("url", &redact_url(&self.url))
+            .field("token", &self.token)
             .field("id", &self.id)
             .field("times", &self.times)
             .field("concurrency", &self.concurrency)
@@ -301,6 +310,34 @@ impl fmt::Debug for SendArgs {
             .field("timeout", &self.timeout)
             .field("show_body", &self.show_body)
             .field("json", &self.json)
+            .finish()
+    }
+}
+
+/// Where a webhook security token comes from: `--token` or `--token-file` (exclusive).
+/// `Debug` redacts the token.
+#[derive(Args)]
+pub struct TokenArgs {
+    /// The webhook security token, sent in X-Webhook-Security-Token; never printed.
+    ///
+    /// Other users can see it in `ps`, and it stays in your shell history: prefer
+    /// --token-file. A token the receiver would refuse (empty, surrounding white space,
+    /// anything but visible ASCII and inner spaces) is refused before anything is sent.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// Read the security token from the file at PATH, or from stdin if PATH is `-`.
+    ///
+    /// One trailing newline is stripped; any other white space is refused, as the
+    /// receiver would refuse it.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
@@ -353,6 +390,47 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{cli:?}").contains("tok-s3cret"));
+    }
+
+    #[test]
+    fn debug_output_hides_url_credentials() {
+        let cli = Cli::try_parse_from([
+            "knolyx-webhook",
+            "webhooks",
+            "create",
+            "--api-url",
+            "https://api-user:api-pa55@k.example",
+            "--api-key",
+            "k",
+            "--project-id",
+            "1",
+            "--name",
+            "n",
+            "--url",
+            "https://hook-user:hook-pa55@hooks.example.com/k",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(
+            !shown.contains("pa55") && !shown.contains("-user"),
+            "{shown}"
+        );
+        assert!(shown.contains("https://***@hooks.example.com/k"), "{shown}");
+        let cli = Cli::try_parse_from([
+            "knolyx-webhook",
+            "send",
+            "ping",
+            "--url",
+            "http://hook-user:hook-pa55@127.0.0.1:1/",
+            "--token",
+            "t",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(
+            !shown.contains("pa55") && !shown.contains("-user"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -7,12 +7,19 @@
 //!   `http://localhost` included, and reports each response (status, duplicate marker,
 //!   timing).
 //!
+//! A security token can come from `--token-file PATH` (`-` = stdin) instead of
+//! `--token`, and is checked with the receiver's own rule
+//! ([`SecretToken::new`](knolyx_webhook_core::SecretToken::new)) before anything is sent.
+//! URLs are printed without their `user:password@` part
+//! ([`redact_url`](knolyx_webhook_client::redact_url)).
+//!
 //! The binary is a thin `main` over [`main`]; the logic lives here so it can be tested.
 //! Exit codes are in [`exit`].
 
 mod cli;
 pub mod exit;
 mod send;
+mod token;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -20,7 +27,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 pub use cli::{
-    ApiArgs, Cli, Command, CreateArgs, IdArgs, ListArgs, OutputArgs, PingArgs, SendArgs,
+    ApiArgs, Cli, Command, CreateArgs, IdArgs, ListArgs, OutputArgs, PingArgs, SendArgs, TokenArgs,
     WebhooksCommand,
 };
 

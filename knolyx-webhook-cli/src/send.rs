@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use knolyx_webhook_client::redact_url;
 use knolyx_webhook_core::testing::{TestEvent, random_id};
 use knolyx_webhook_core::{DUPLICATE_HEADER, TOKEN_HEADER};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -19,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::SendArgs;
 use crate::exit::{self, Failure};
+use crate::token;
 
 /// Longest response body excerpt printed per delivery, in characters.
 const BODY_EXCERPT_CHARS: usize = 120;
@@ -298,20 +300,29 @@ fn excerpt(body: &[u8]) -> Option<String> {
 
 /// Runs `send`.
 pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
-    let url = Url::parse(args.url.trim())
-        .map_err(|e| Failure::usage(format!("--url `{}` is not a URL: {e}", args.url)))?;
+    let url = Url::parse(args.url.trim()).map_err(|e| {
+        Failure::usage(format!(
+            "--url `{}` is not a URL: {e}",
+            redact_url(&args.url)
+        ))
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Failure::usage(format!(
             "--url must be http or https, not `{}`",
             url.scheme()
         )));
     }
-    if args.token.is_empty() {
+    // The URL as it is printed: without its credentials (still sent, as basic auth).
+    let shown_url = redact_url(url.as_str()).into_owned();
+    if args.token.token_file.as_deref() == Some(Path::new("-"))
+        && args.data_file.as_deref() == Some(Path::new("-"))
+    {
         return Err(Failure::usage(
-            "the token is empty (set --token or KNOLYX_WEBHOOK_TOKEN)",
+            "--token-file - and --data-file - cannot both read stdin",
         ));
     }
-    let mut token = HeaderValue::from_str(&args.token)
+    let token = token::given_or_env(&args.token)?;
+    let mut token = HeaderValue::from_str(token.expose_secret())
         .map_err(|_| Failure::usage("the token cannot be sent as an HTTP header value"))?;
     token.set_sensitive(true);
 
@@ -340,7 +351,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
         (times, c) => format!("{total} deliveries: {times} rounds of {c} at once"),
     };
     note(&format!(
-        "Sending {} {} to {url} ({shape})",
+        "Sending {} {} to {shown_url} ({shape})",
         event.event_type, event.id
     ));
     if args.show_body {
@@ -393,7 +404,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
         let report = serde_json::json!({
             "id": event.id,
             "type": event.event_type,
-            "url": url.as_str(),
+            "url": shown_url,
             "deliveries": reports,
             "summary": summary,
             "ms": ms(elapsed),
@@ -404,7 +415,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
         println!("{}", summary_line(&summary, elapsed));
     }
     if summary.failed > 0 {
-        eprintln!("hint: is the receiver running and listening at {url}?");
+        eprintln!("hint: is the receiver running and listening at {shown_url}?");
     } else if reports.iter().any(|r| r.status == Some(401)) {
         eprintln!(
             "hint: 401 means the receiver refused the token: give it the same token \

@@ -3,26 +3,25 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use knolyx_webhook_client::{CreateWebhook, Error, KnolyxClient, Webhook, WebhookId};
+use knolyx_webhook_client::{CreateWebhook, Error, KnolyxClient, Webhook, WebhookId, redact_url};
 use serde_json::{Value, json};
 
 use crate::cli::{ApiArgs, WebhooksCommand};
 use crate::exit::{self, Failure};
+use crate::token;
 
 /// Runs a `webhooks` subcommand.
 pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
     match command {
         WebhooksCommand::Create(args) => {
+            let token = token::given(&args.token)?;
             let client = client(&args.api)?;
-            let generated = args.token.is_none();
-            let request = match args.token {
-                Some(token) if token.trim().is_empty() => {
-                    return Err(Failure::usage("--token must not be empty"));
-                }
-                Some(token) => CreateWebhook::new(args.name, args.url, token),
+            let generated = token.is_none();
+            let request = match token {
+                Some(token) => CreateWebhook::new(args.name, args.url, token.expose_secret()),
                 None => CreateWebhook::with_generated_token(args.name, args.url),
             };
-            let webhook = client.create(&request).await.map_err(api_failure)?;
+            let webhook = shown(client.create(&request).await.map_err(api_failure)?);
             let token = generated.then(|| request.security_token());
             if args.output.json {
                 print_json(&json!({ "webhook": webhook, "securityToken": token }));
@@ -35,6 +34,7 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
         }
         WebhooksCommand::List(args) => {
             let webhooks = client(&args.api)?.list().await.map_err(api_failure)?;
+            let webhooks: Vec<Webhook> = webhooks.into_iter().map(shown).collect();
             if args.output.json {
                 print_json(&json!(webhooks));
             } else {
@@ -43,7 +43,7 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
         }
         WebhooksCommand::Get(args) => {
             let id = webhook_id(&args.id)?;
-            let webhook = client(&args.api)?.get(&id).await.map_err(api_failure)?;
+            let webhook = shown(client(&args.api)?.get(&id).await.map_err(api_failure)?);
             if args.output.json {
                 print_json(&json!(webhook));
             } else {
@@ -124,7 +124,8 @@ fn api_failure(error: Error) -> Failure {
                  through a tunnel and register the tunnel's https URL.",
             ),
         ),
-        Error::InvalidBaseUrl { .. }
+        Error::InvalidSecurityToken(_)
+        | Error::InvalidBaseUrl { .. }
         | Error::InvalidWebhookId { .. }
         | Error::InvalidHeader { .. }
         | Error::ClientBuild(_) => (exit::USAGE, None),
@@ -157,6 +158,12 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A webhook as it may be printed: its URL without credentials.
+fn shown(mut webhook: Webhook) -> Webhook {
+    webhook.url = webhook.url.map(|url| redact_url(&url).into_owned());
+    webhook
 }
 
 /// Prints a JSON value on one line of stdout.

@@ -10,6 +10,9 @@ use url::Url;
 
 use crate::error::{Error, MAX_ERROR_BODY, Result, truncate_body};
 use crate::model::{CreateWebhook, Redacted, Webhook, WebhookId, webhooks_from_value};
+use knolyx_webhook_core::SecretToken;
+
+use crate::redact::redact_url;
 use crate::validate::validate_webhook_url;
 
 /// Header carrying the API key.
@@ -28,7 +31,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// clone (the connection pool is shared) and can be used from many tasks at once.
 ///
 /// The API key is redacted in `Debug` and is marked sensitive on every request, so the
-/// HTTP stack does not log it either.
+/// HTTP stack does not log it either. Credentials in the base URL (`user:password@`,
+/// sent as HTTP basic authentication) are redacted in `Debug` too ([`redact_url`]).
 ///
 /// See the [crate documentation](crate) for a complete example.
 #[derive(Clone)]
@@ -43,7 +47,7 @@ pub struct KnolyxClient {
 impl fmt::Debug for KnolyxClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KnolyxClient")
-            .field("base_url", &self.base_url.as_str())
+            .field("base_url", &redact_url(self.base_url.as_str()))
             .field("api_key", &Redacted)
             .field("project_id", &self.project_id)
             .field("timeout", &self.timeout)
@@ -107,6 +111,8 @@ impl KnolyxClient {
     }
 
     /// The base URL the API paths are appended to.
+    ///
+    /// It may carry credentials (`user:password@`): show it with [`redact_url`].
     pub fn base_url(&self) -> &Url {
         &self.base_url
     }
@@ -115,8 +121,10 @@ impl KnolyxClient {
     /// `{"name", "url", "securityToken"}`.
     ///
     /// The URL is first checked with [`validate_webhook_url`]; a URL Knolyx would refuse
-    /// gives [`Error::InvalidWebhookUrl`] and nothing is sent. On success Knolyx sends a
-    /// `PING` event to the URL.
+    /// gives [`Error::InvalidWebhookUrl`] and nothing is sent. The security token is
+    /// checked with the receiver's rule ([`SecretToken::new`]); a token the receiver would
+    /// refuse gives [`Error::InvalidSecurityToken`] and nothing is sent. On success Knolyx
+    /// sends a `PING` event to the URL.
     ///
     /// The response body is not documented: the returned [`Webhook`] holds whatever the
     /// API returned, with `name` and `url` filled in from the request when the response
@@ -124,8 +132,8 @@ impl KnolyxClient {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidWebhookUrl`], [`Error::Transport`], [`Error::Status`] or
-    /// [`Error::Decode`].
+    /// [`Error::InvalidWebhookUrl`], [`Error::InvalidSecurityToken`], [`Error::Transport`],
+    /// [`Error::Status`] or [`Error::Decode`].
     ///
     /// # Examples
     ///
@@ -141,6 +149,7 @@ impl KnolyxClient {
     /// ```
     pub async fn create(&self, request: &CreateWebhook) -> Result<Webhook> {
         validate_webhook_url(request.url())?;
+        SecretToken::new(request.security_token()).map_err(Error::InvalidSecurityToken)?;
         let url = self.endpoint(&[])?;
         let reply = self.execute(Method::POST, url, Some(request)).await?;
         let mut webhook = if reply.is_empty() {
@@ -404,7 +413,7 @@ fn check_id(id: &WebhookId) -> Result<&str> {
 
 /// Builds a [`KnolyxClient`]; made by [`KnolyxClient::builder`].
 ///
-/// The API key is redacted in `Debug`.
+/// The API key, and any credentials in the base URL, are redacted in `Debug`.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct KnolyxClientBuilder {
     base_url: String,
@@ -417,7 +426,7 @@ pub struct KnolyxClientBuilder {
 impl fmt::Debug for KnolyxClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KnolyxClientBuilder")
-            .field("base_url", &self.base_url)
+            .field("base_url", &redact_url(&self.base_url))
             .field("api_key", &Redacted)
             .field("project_id", &self.project_id)
             .field("timeout", &self.timeout)
@@ -568,6 +577,22 @@ mod tests {
         let client = KnolyxClient::new("https://k.example.com", "key", "1").unwrap();
         let url = client.endpoint(&[]).unwrap();
         assert_eq!(url.as_str(), "https://k.example.com/public/api/v1/webhook");
+    }
+
+    #[test]
+    fn debug_hides_the_credentials_of_the_base_url() {
+        let builder = KnolyxClient::builder(
+            "https://api-user:base-pa55@k.example.com/prefix/",
+            "key",
+            "1",
+        );
+        let client = builder.build().unwrap();
+        let builder = KnolyxClient::builder("https://api-user:base-pa55@k.example.com/", "k", "1");
+        for shown in [format!("{client:?}"), format!("{builder:?}")] {
+            assert!(!shown.contains("base-pa55"), "{shown}");
+            assert!(!shown.contains("api-user"), "{shown}");
+            assert!(shown.contains("https://***@k.example.com/"), "{shown}");
+        }
     }
 
     #[test]

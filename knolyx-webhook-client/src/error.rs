@@ -5,6 +5,8 @@ use std::fmt;
 
 use reqwest::{Method, StatusCode};
 
+use knolyx_webhook_core::token::InvalidToken;
+
 use crate::validate::InvalidWebhookUrl;
 
 /// A `Result` whose error is [`Error`].
@@ -41,6 +43,11 @@ pub enum Error {
     /// The webhook URL given to [`create`](crate::KnolyxClient::create) would be refused
     /// by Knolyx; nothing was sent.
     InvalidWebhookUrl(InvalidWebhookUrl),
+    /// The security token given to [`create`](crate::KnolyxClient::create) would be
+    /// refused by the receiver ([`knolyx_webhook_core::SecretToken`]): it is empty, or has
+    /// surrounding white space or characters an HTTP header cannot carry. Nothing was
+    /// sent.
+    InvalidSecurityToken(InvalidToken),
     /// The base URL given to the client builder cannot be used.
     InvalidBaseUrl {
         /// Why it cannot be used.
@@ -144,6 +151,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidWebhookUrl(e) => fmt::Display::fmt(e, f),
+            Self::InvalidSecurityToken(_) => {
+                f.write_str("invalid webhook security token: the receiver would refuse it")
+            }
             Self::InvalidBaseUrl { reason, .. } => write!(f, "invalid base URL: {reason}"),
             Self::InvalidWebhookId { id } => write!(f, "invalid webhook id {id:?}"),
             Self::InvalidHeader { header, .. } => {
@@ -209,6 +219,7 @@ impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Self::InvalidWebhookUrl(e) => Some(e),
+            Self::InvalidSecurityToken(e) => Some(e),
             Self::InvalidBaseUrl { source, .. } => {
                 source.as_ref().map(|e| e as &(dyn StdError + 'static))
             }

@@ -20,8 +20,12 @@
 //! Knolyx sends a security token, chosen by you, in the `X-Webhook-Security-Token`
 //! header of every delivery. [`generate_security_token`] makes one (256 bits from the
 //! operating system's secure generator, base64url); give the same token to
-//! [`CreateWebhook`] and to your receiver. Secrets never appear in `Debug` output: the
-//! client redacts the API key, [`CreateWebhook`] and [`Webhook`] redact the token.
+//! [`CreateWebhook`] and to your receiver. [`KnolyxClient::create`] refuses, before
+//! sending anything, a token the receiver would refuse
+//! ([`knolyx_webhook_core::SecretToken`]'s rule: not empty, visible ASCII with spaces
+//! only inside), since no delivery could ever match it. Secrets never appear in `Debug`
+//! output: the client redacts the API key, [`CreateWebhook`] and [`Webhook`] redact the
+//! token, and URLs are shown without their `user:password@` part ([`redact_url`]).
 //!
 //! # Webhook URLs
 //!
@@ -93,14 +97,20 @@
 mod client;
 mod error;
 mod model;
+mod redact;
 mod token;
 mod validate;
 
 pub use client::{DEFAULT_TIMEOUT, KnolyxClient, KnolyxClientBuilder};
 pub use error::{Error, MAX_ERROR_BODY, Result};
 pub use model::{CreateWebhook, Webhook, WebhookId};
+pub use redact::redact_url;
 pub use token::generate_security_token;
 pub use validate::{InvalidWebhookUrl, InvalidWebhookUrlReason, validate_webhook_url};
+
+/// Why a security token was refused, for [`Error::InvalidSecurityToken`]; the receiver's
+/// own type.
+pub use knolyx_webhook_core::token::InvalidToken;
 
 /// Re-export of the HTTP client crate, for [`KnolyxClientBuilder::http_client`].
 pub use reqwest;

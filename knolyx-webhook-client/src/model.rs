@@ -12,6 +12,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::redact::redact_url;
 use crate::token::generate_security_token;
 
 /// The identifier Knolyx gives a webhook.
@@ -176,7 +177,8 @@ impl<'de> Deserialize<'de> for WebhookId {
 ///
 /// A `securityToken` returned by the API is taken out of `extra` into
 /// [`security_token`](Self::security_token), which is redacted in `Debug` and never
-/// serialized.
+/// serialized. `Debug` shows the URL without its credentials
+/// ([`redact_url`](crate::redact_url)); `Serialize` keeps the URL as it is.
 ///
 /// `Serialize` writes `id`, `name`, `url` and the extra fields back out (for printing or
 /// storing); `Deserialize` accepts what [`KnolyxClient`](crate::KnolyxClient) accepts.
@@ -238,7 +240,7 @@ impl fmt::Debug for Webhook {
         f.debug_struct("Webhook")
             .field("id", &self.id)
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("url", &self.url.as_deref().map(redact_url))
             .field(
                 "security_token",
                 &self.security_token.as_ref().map(|_| Redacted),
@@ -285,7 +287,8 @@ impl<'de> Deserialize<'de> for Webhook {
 
 /// The body of a create call: `{"name", "url", "securityToken"}`.
 ///
-/// The security token is redacted in `Debug`.
+/// The security token is redacted in `Debug`, and so are credentials in the URL
+/// ([`redact_url`](crate::redact_url)).
 ///
 /// # Examples
 ///
@@ -308,8 +311,11 @@ pub struct CreateWebhook {
 impl CreateWebhook {
     /// A create request with the given name, URL and security token.
     ///
-    /// The URL is checked by [`KnolyxClient::create`](crate::KnolyxClient::create) (see
-    /// [`validate_webhook_url`](crate::validate_webhook_url)) and sent as given.
+    /// The URL and the token are checked by
+    /// [`KnolyxClient::create`](crate::KnolyxClient::create) (see
+    /// [`validate_webhook_url`](crate::validate_webhook_url) and
+    /// [`Error::InvalidSecurityToken`](crate::Error::InvalidSecurityToken)) and sent as
+    /// given.
     pub fn new(
         name: impl Into<String>,
         url: impl Into<String>,
@@ -351,7 +357,7 @@ impl fmt::Debug for CreateWebhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CreateWebhook")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("security_token", &Redacted)
             .finish()
     }
@@ -509,6 +515,21 @@ mod tests {
         assert_eq!(odd.extra.get("name"), Some(&json!(5)));
 
         assert!(Webhook::from_value(json!(true)).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_credentials_of_a_url() {
+        let url = "https://hook-user:hook-pa55@hooks.example.com/k";
+        let request = CreateWebhook::new("n", url, "token");
+        let webhook = Webhook::from_value(json!({"id": 1, "url": url})).unwrap();
+        for shown in [format!("{request:?}"), format!("{webhook:?}")] {
+            assert!(!shown.contains("hook-pa55"), "{shown}");
+            assert!(!shown.contains("hook-user"), "{shown}");
+            assert!(shown.contains("https://***@hooks.example.com/k"), "{shown}");
+        }
+        // The data itself is kept as given.
+        assert_eq!(request.url(), url);
+        assert_eq!(webhook.url.as_deref(), Some(url));
     }
 
     #[test]

@@ -4,4 +4,6 @@
 mod help;
 mod send;
 mod support;
+mod token_input;
+mod url_credentials;
 mod webhooks;

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use knolyx_webhook_core::WebhookEvent;
 use knolyx_webhook_examples::{EventHandler, HandlerError};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -59,12 +60,30 @@ impl Run {
 
 /// Runs the binary with `args` and `env`, to completion.
 pub(crate) async fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_with_stdin(args, env, None).await
+}
+
+/// Runs the binary with `args` and `env`, to completion, writing `stdin` (when given) to
+/// its standard input and then closing it.
+pub(crate) async fn run_with_stdin(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> Run {
     let mut command = bin();
     command.args(args);
     for (name, value) in env {
         command.env(name, value);
     }
-    let output = tokio::time::timeout(GUARD, command.output())
+    if stdin.is_some() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command.spawn().expect("the binary runs");
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).await.expect("write stdin");
+        // Dropping the pipe closes it: the binary reads to the end.
+    }
+    let output = tokio::time::timeout(GUARD, child.wait_with_output())
         .await
         .expect("the binary did not finish")
         .expect("the binary runs");

@@ -391,7 +391,11 @@ mod tests {
 
     #[test]
     fn durations_are_clamped() {
-        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(
+            millis(Duration::ZERO),
+            1,
+            "at least a millisecond, as for Redis"
+        );
         assert_eq!(millis(Duration::from_secs(60)), 60_000);
         assert_eq!(millis(Duration::MAX), MAX_TTL_MS as i64);
     }

@@ -9,7 +9,7 @@
 //!    limit is refused before reading.
 //! 4. **Envelope**: `{id, type, data}`, else 400.
 //! 5. **Type**: a known type whose data does not fit its shape → 422 (by default); an
-//!    unknown type is delivered as [`Event::Unknown`].
+//!    unknown type is delivered as [`Event::Unknown`](crate::Event::Unknown).
 //! 6. **PING**: answered 200 by the pipeline (by default), never stored.
 //! 7. **Claim** the id: a completed duplicate is answered 200 with
 //!    [`DUPLICATE_HEADER`](crate::DUPLICATE_HEADER); a duplicate still in progress gets 503

@@ -180,12 +180,24 @@ impl BackgroundSettle {
                 reason,
                 "nothing to settle in the background: the claim was not (or no longer) ours"
             ),
+            // The claim itself failed, most often without reaching the store: say so
+            // quietly (during an outage, every refused delivery gets here).
+            Err(error) if self.claim_was_ambiguous() => tracing::debug!(
+                reason,
+                error = &error as &dyn std::error::Error,
+                "the release behind a failed claim failed too; if the store took the claim, \
+                 its lease will expire"
+            ),
             Err(error) => tracing::warn!(
                 reason,
                 error = &error as &dyn std::error::Error,
                 "the claim could not be {action} in the background; its lease will expire"
             ),
         }
+    }
+
+    fn claim_was_ambiguous(&self) -> bool {
+        matches!(self.reason, Reason::ClaimFailed | Reason::ClaimCancelled)
     }
 }
 

@@ -2,7 +2,7 @@
 //! complete on the memory store) against a bare `serde_json::from_slice::<Value>` of the
 //! same bytes and against the typed parse alone.
 //!
-//! Target (DESIGN.md): pipeline ≤ 1.0× the untyped parse. Criterion prints no ratios: the
+//! Target (ARCHITECTURE.md, "Performance targets"): pipeline ≤ 1.0× the untyped parse. Criterion prints no ratios: the
 //! `pipeline-ratios` binary measures the same three side by side and prints them.
 //!
 //! ```sh

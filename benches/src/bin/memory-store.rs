@@ -2,7 +2,7 @@
 //! allocator), and claim+complete throughput on 1 and 2 threads, beside a naive
 //! `Mutex<HashMap<String, _>>`.
 //!
-//! Target (DESIGN.md): ≤ 64 bytes per id; claim+complete scales across threads.
+//! Target (ARCHITECTURE.md, "Performance targets"): ≤ 64 bytes per id; claim+complete scales across threads.
 //!
 //! ```sh
 //! cargo run --release -p knolyx-webhook-benches --bin memory-store [-- --quick]

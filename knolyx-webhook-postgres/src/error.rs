@@ -7,6 +7,13 @@ use knolyx_webhook_core::store::{StoreError, StoreErrorKind};
 /// Maps a sqlx error to a store error of the right kind, keeping it as the source.
 pub(crate) fn map(err: sqlx::Error) -> StoreError {
     match &err {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            StoreError::new(
+                StoreErrorKind::Refused,
+                "postgres refused the connection (nothing listens there?)",
+                Some(err.into()),
+            )
+        }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
@@ -14,6 +21,20 @@ pub(crate) fn map(err: sqlx::Error) -> StoreError {
         | sqlx::Error::WorkerCrashed => StoreError::unavailable(err),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // query_canceled: statement_timeout or a cancel request.
+            // invalid_authorization_specification, invalid_password.
+            Some("28000" | "28P01") => StoreError::new(
+                StoreErrorKind::Auth,
+                "postgres refused the credentials",
+                Some(err.into()),
+            ),
+            // invalid_catalog_name (no such database), undefined_table (no migration),
+            // duplicate/unknown prepared statement (a transaction-mode pooler).
+            Some("3D000" | "42P01" | "42P05" | "26000") => StoreError::new(
+                StoreErrorKind::Misconfigured,
+                "postgres is not set up for this store (database, table, or a pooler that \
+                 breaks prepared statements)",
+                Some(err.into()),
+            ),
             Some("57014") => StoreError::new(
                 StoreErrorKind::Timeout,
                 "postgres cancelled the statement",

@@ -73,13 +73,37 @@ impl PostgresStore {
     /// Opens a pool on `url` (`postgres://user[:password]@host[:port]/database`) with
     /// default settings, waits for a first connection, and returns a store on it with the
     /// default table. Applications that already have a pool use [`new`](Self::new).
+    ///
+    /// When no connection opens, the error carries why (refused, a wrong password, no such
+    /// database): the pool itself only reports that it timed out, so one direct connection
+    /// is tried to learn the cause.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
+        use sqlx::Connection;
+
+        let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(error::map)?;
+        match PgPoolOptions::new()
             .acquire_timeout(DEFAULT_OPERATION_TIMEOUT)
-            .connect(url)
+            .connect_with(options.clone())
             .await
-            .map_err(error::map)?;
-        Ok(Self::new(pool))
+        {
+            Ok(pool) => Ok(Self::new(pool)),
+            Err(sqlx::Error::PoolTimedOut) => {
+                let direct = crate::error::within(
+                    DEFAULT_OPERATION_TIMEOUT,
+                    sqlx::PgConnection::connect_with(&options),
+                )
+                .await;
+                Err(match direct {
+                    Err(cause) => cause,
+                    // It opened this time: report the pool's timeout after all.
+                    Ok(conn) => {
+                        let _ = conn.close().await;
+                        error::map(sqlx::Error::PoolTimedOut)
+                    }
+                })
+            }
+            Err(other) => Err(error::map(other)),
+        }
     }
 
     fn with_table(pool: PgPool, table: TableName, operation_timeout: Duration) -> Self {

@@ -21,9 +21,32 @@ pub(crate) fn map(err: RedisError) -> StoreError {
             Some(err.into()),
         );
     }
+    if err.is_connection_refusal() {
+        return StoreError::new(
+            StoreErrorKind::Refused,
+            "redis refused the connection (nothing listens there?)",
+            Some(err.into()),
+        );
+    }
+    if matches!(err.code(), Some("NOAUTH" | "WRONGPASS"))
+        || matches!(err.kind(), ErrorKind::AuthenticationFailed)
+    {
+        return StoreError::new(
+            StoreErrorKind::Auth,
+            "redis refused the credentials",
+            Some(err.into()),
+        );
+    }
+    if matches!(err.code(), Some("MOVED" | "ASK" | "CROSSSLOT")) {
+        return StoreError::new(
+            StoreErrorKind::Misconfigured,
+            "redis answered with a cluster redirection: this is a Redis Cluster node, \
+             configure the store for a cluster",
+            Some(err.into()),
+        );
+    }
     let unavailable = err.is_io_error()
         || err.is_connection_dropped()
-        || err.is_connection_refusal()
         || matches!(
             err.kind(),
             ErrorKind::ClusterConnectionNotFound

@@ -299,3 +299,68 @@ async fn axum_logs_and_answers_leak_no_token_and_no_body() {
 async fn actix_logs_and_answers_leak_no_token_and_no_body() {
     leaks_on("actix", actix_spawn()).await;
 }
+
+/// A store failure is logged with its kind and its whole cause (here the server refusing
+/// the credentials), so that an operator can tell a wrong password from an outage; the
+/// password itself never appears. Against the test Redis, with a user that does not exist.
+async fn store_failures_show_kind_and_cause_not_the_password(spawn: SpawnFn) {
+    let Some(url) = knolyx_webhook_core::testing::service_url("KNOLYX_TEST_REDIS_URL") else {
+        return;
+    };
+    let capture = capture();
+    let password = marker("password");
+    let host = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .trim_end_matches('/');
+    let wrong = format!("redis://knolyx-no-such-user:{password}@{host}/");
+    let store = knolyx_webhook_redis::RedisStore::builder()
+        .connect_lazy(&wrong)
+        .unwrap();
+    let receiver = WebhookReceiver::builder()
+        .token("leaks-store-token")
+        .store(store)
+        .build()
+        .unwrap();
+    let running = spawn(receiver, Arc::new(|_| Box::pin(async { Ok(()) })))
+        .await
+        .unwrap();
+    let event = TestEvent::course_started();
+    let id = event.clone().build().id().to_owned();
+    let response = reqwest::Client::new()
+        .put(running.url())
+        .header("x-webhook-security-token", "leaks-store-token")
+        .body(event.to_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    running.stop().await;
+
+    let logs = capture.text();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&id) && l.contains("idempotency store failed"))
+        .unwrap_or_else(|| panic!("no store failure logged for {id}"));
+    assert!(line.contains(r#"kind="auth""#), "{line}");
+    assert!(
+        line.to_lowercase().contains("authentication failed"),
+        "the cause is in the line: {line}"
+    );
+    assert!(
+        !logs.contains(&password),
+        "the password leaked into the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_store_failures_show_kind_and_cause_not_the_password() {
+    store_failures_show_kind_and_cause_not_the_password(axum_spawn()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_store_failures_show_kind_and_cause_not_the_password() {
+    store_failures_show_kind_and_cause_not_the_password(actix_spawn()).await;
+}

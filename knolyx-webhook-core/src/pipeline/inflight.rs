@@ -19,10 +19,18 @@ pub(crate) struct Inflight {
     state: Mutex<State>,
 }
 
+#[derive(Debug)]
+struct Entry {
+    id: Arc<str>,
+    owner: OwnerToken,
+    /// Released by [`Inflight::mark_released`] (at shutdown): nothing more to settle.
+    released: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
     next_key: u64,
-    claims: HashMap<u64, (Arc<str>, OwnerToken)>,
+    claims: HashMap<u64, Entry>,
     /// Tasks waiting in [`Inflight::drained`] for `claims` to be empty.
     waiters: Vec<Waker>,
 }
@@ -41,7 +49,14 @@ impl Inflight {
         let mut state = self.lock();
         let key = state.next_key;
         state.next_key += 1;
-        state.claims.insert(key, (id, owner));
+        state.claims.insert(
+            key,
+            Entry {
+                id,
+                owner,
+                released: false,
+            },
+        );
         key
     }
 
@@ -64,9 +79,26 @@ impl Inflight {
         self.lock().claims.len()
     }
 
-    /// The claims held now.
-    pub(crate) fn snapshot(&self) -> Vec<(Arc<str>, OwnerToken)> {
-        self.lock().claims.values().cloned().collect()
+    /// The claims held now and not yet released at shutdown: key, id, owner.
+    pub(crate) fn snapshot(&self) -> Vec<(u64, Arc<str>, OwnerToken)> {
+        self.lock()
+            .claims
+            .iter()
+            .filter(|(_, e)| !e.released)
+            .map(|(key, e)| (*key, Arc::clone(&e.id), e.owner))
+            .collect()
+    }
+
+    /// Records that the store released this claim at shutdown.
+    pub(crate) fn mark_released(&self, key: u64) {
+        if let Some(entry) = self.lock().claims.get_mut(&key) {
+            entry.released = true;
+        }
+    }
+
+    /// Whether the claim was released at shutdown.
+    pub(crate) fn is_released(&self, key: u64) -> bool {
+        self.lock().claims.get(&key).is_some_and(|e| e.released)
     }
 
     /// Resolves once no claim is held.
@@ -145,7 +177,14 @@ mod tests {
         let inflight = Inflight::default();
         let owner = OwnerToken::generate();
         let key = inflight.register("m-1".into(), owner);
-        assert_eq!(inflight.snapshot(), vec![(Arc::from("m-1"), owner)]);
+        assert_eq!(inflight.snapshot(), vec![(key, Arc::from("m-1"), owner)]);
+        inflight.mark_released(key);
+        assert!(inflight.is_released(key));
+        assert!(
+            inflight.snapshot().is_empty(),
+            "released ones are not listed again"
+        );
+        assert_eq!(inflight.len(), 1, "but still held until settled");
         inflight.remove(key);
         assert!(inflight.snapshot().is_empty());
     }

@@ -19,7 +19,7 @@ use crate::rejection::{
     Answer, InFlight, InvalidEventData, MalformedPayload, MethodNotAllowed, PayloadTooLarge,
     Rejection, StoreUnavailable, Unauthorized,
 };
-use crate::store::{ClaimOutcome, IdempotencyStore};
+use crate::store::{ClaimOutcome, IdempotencyStore, SettleOutcome};
 use crate::token::TOKEN_HEADER;
 
 /// The configured receive pipeline. Cheap to clone (an `Arc` inside); share one across
@@ -122,17 +122,22 @@ impl WebhookReceiver {
     /// For shutdown, after [`drain`](Self::drain) timed out: the handlers may still be
     /// running, and their own settle then finds the claim gone ([`Settled::LeaseLost`](super::Settled::LeaseLost)).
     pub async fn release_in_flight(&self) -> usize {
-        let store = &self.inner.store;
+        let inner = &self.inner;
         let mut released = 0;
-        for (id, owner) in self.inner.inflight.snapshot() {
-            match store.release(&id, owner).await {
-                Ok(crate::store::SettleOutcome::Settled) => {
+        for (key, id, owner) in inner.inflight.snapshot() {
+            match inner.store.release(&id, owner).await {
+                Ok(SettleOutcome::Settled) => {
+                    inner.inflight.mark_released(key);
                     released += 1;
-                    tracing::info!(%id, "released the claim of a delivery still running at shutdown");
+                    tracing::info!(
+                        %id,
+                        "released the claim of a delivery still running at shutdown"
+                    );
                 }
-                Ok(crate::store::SettleOutcome::NotOwner) => {}
+                Ok(SettleOutcome::NotOwner) => inner.inflight.mark_released(key),
                 Err(error) => tracing::warn!(
                     %id,
+                    kind = error.kind().as_str(),
                     error = &error as &dyn std::error::Error,
                     "could not release the claim of a delivery still running at shutdown; \
                      its lease will expire"
@@ -289,6 +294,7 @@ impl Reception {
                 StoreFailureHandling::FailOpen => {
                     self.span.in_scope(|| {
                         tracing::error!(
+                            kind = error.kind().as_str(),
                             error = &error as &dyn std::error::Error,
                             "idempotency store failed; running the handler without a claim \
                              (fail-open)"
@@ -309,8 +315,11 @@ impl Reception {
         self.span.record("outcome", outcome);
         let _entered = self.span.enter();
         match rejection {
+            // The kind and the whole source chain (the fmt subscriber prints
+            // `error.sources`): a wrong password is told from an outage.
             Rejection::StoreUnavailable(r) => tracing::error!(
                 outcome,
+                kind = r.store_error().kind().as_str(),
                 error = r.store_error() as &dyn std::error::Error,
                 "idempotency store failed"
             ),

@@ -102,6 +102,12 @@ impl ClaimHandle {
         }
     }
 
+    /// Whether [`WebhookReceiver::release_in_flight`](super::WebhookReceiver::release_in_flight)
+    /// already released it: nothing is left to settle.
+    fn released_at_shutdown(&self) -> bool {
+        self.receiver.inflight.is_released(self.key)
+    }
+
     fn marked_completed(&self) -> bool {
         self.completed_by_handler
             .get()
@@ -190,6 +196,7 @@ impl BackgroundSettle {
             ),
             Err(error) => tracing::warn!(
                 reason,
+                kind = error.kind().as_str(),
                 error = &error as &dyn std::error::Error,
                 "the claim could not be {action} in the background; its lease will expire"
             ),
@@ -425,11 +432,27 @@ impl Settlement {
         } else {
             Action::Release
         };
-        let guard = FinishInBackground {
+        let mut guard = FinishInBackground {
             claim: Some(claim),
             action,
             span: self.span.clone(),
         };
+        if guard
+            .claim
+            .as_ref()
+            .is_some_and(|c| c.released_at_shutdown())
+        {
+            // Nothing to write: the id is free (another replica may be running it).
+            drop(guard.claim.take());
+            self.span.record("outcome", "released_at_shutdown");
+            self.span.in_scope(|| {
+                tracing::info!(
+                    outcome = "released_at_shutdown",
+                    "the handler finished after its claim was released at shutdown"
+                )
+            });
+            return Settled::LeaseLost;
+        }
         let result = guard.apply().await;
         let settled = match (action, &result) {
             (Action::Complete, Ok(SettleOutcome::Settled)) => Settled::Completed,
@@ -457,6 +480,7 @@ impl Settlement {
             }
             (_, Some(error)) => tracing::error!(
                 outcome,
+                kind = error.kind().as_str(),
                 error = &error as &dyn std::error::Error,
                 "could not settle the claim; its lease will expire"
             ),
@@ -474,12 +498,18 @@ impl Drop for Settlement {
             return;
         };
         self.span.record("outcome", "abandoned");
-        self.span.in_scope(|| {
-            tracing::warn!(
+        let _entered = self.span.enter();
+        if claim.released_at_shutdown() {
+            tracing::info!(
                 outcome = "abandoned",
-                "handler did not finish (panic or dropped request)"
-            )
-        });
+                "handler did not finish; its claim was released at shutdown"
+            );
+            return;
+        }
+        tracing::warn!(
+            outcome = "abandoned",
+            "handler did not finish (panic or dropped request)"
+        );
         claim.apply_in_background(Action::Release, Reason::Abandoned, self.span.clone());
     }
 }

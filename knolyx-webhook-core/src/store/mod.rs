@@ -339,19 +339,53 @@ pub async fn within<T, E>(
     }
 }
 
-/// What kind of failure a [`StoreError`] is.
+/// What kind of failure a [`StoreError`] is: logged as the `kind` field of the pipeline's
+/// log lines ([`as_str`](Self::as_str)), so that an operator can tell a wrong password from
+/// an outage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StoreErrorKind {
-    /// The backing service cannot be reached (connection refused, reset, pool exhausted).
+    /// The backing service cannot be reached (connection reset or closed, pool exhausted,
+    /// the service starting up or failing over).
     Unavailable,
+    /// Nothing listens at the configured address: the connection was refused.
+    Refused,
     /// The backing service did not answer in time.
     Timeout,
+    /// The backing service refused the credentials (Redis `NOAUTH`/`WRONGPASS`, PostgreSQL
+    /// `28P01`/`28000`).
+    Auth,
+    /// The store is configured for another setup than the one it reaches (a Redis Cluster
+    /// node addressed as a single server, a pooler that breaks prepared statements, a
+    /// missing table or database).
+    Misconfigured,
     /// The store has no room for another claim (the memory store full of ids in progress,
     /// a Redis server at its memory limit).
     Full,
     /// Any other failure of the backend (an unexpected reply, a query error).
     Backend,
+}
+
+impl StoreErrorKind {
+    /// A short lowercase word: `unavailable`, `refused`, `timeout`, `auth`,
+    /// `misconfigured`, `full` or `backend`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreErrorKind::Unavailable => "unavailable",
+            StoreErrorKind::Refused => "refused",
+            StoreErrorKind::Timeout => "timeout",
+            StoreErrorKind::Auth => "auth",
+            StoreErrorKind::Misconfigured => "misconfigured",
+            StoreErrorKind::Full => "full",
+            StoreErrorKind::Backend => "backend",
+        }
+    }
+}
+
+impl fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A store operation failed. The pipeline answers 503 with `Retry-After` (fail closed).

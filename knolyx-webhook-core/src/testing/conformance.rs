@@ -519,9 +519,12 @@ pub async fn recovery<S, Stop, StopFut, Start, StartFut>(
     );
     let unreachable = |kind: StoreErrorKind| {
         assert!(
-            matches!(kind, StoreErrorKind::Unavailable | StoreErrorKind::Timeout),
-            "conformance: during an outage the store must fail with Unavailable or Timeout, \
-             got {kind:?}"
+            matches!(
+                kind,
+                StoreErrorKind::Unavailable | StoreErrorKind::Refused | StoreErrorKind::Timeout
+            ),
+            "conformance: during an outage the store must fail with Unavailable, Refused or \
+             Timeout, got {kind:?}"
         );
     };
     assert_eq!(

@@ -13,8 +13,11 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 fn assert_unreachable(kind: StoreErrorKind) {
     assert!(
-        matches!(kind, StoreErrorKind::Unavailable | StoreErrorKind::Timeout),
-        "expected Unavailable or Timeout, got {kind:?}"
+        matches!(
+            kind,
+            StoreErrorKind::Unavailable | StoreErrorKind::Refused | StoreErrorKind::Timeout
+        ),
+        "expected Unavailable, Refused or Timeout, got {kind:?}"
     );
 }
 

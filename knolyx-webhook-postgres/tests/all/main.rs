@@ -2,6 +2,7 @@
 //! in its own table; the failure tests go through a proxy they can stop.
 
 mod behaviour;
+mod causes;
 mod conformance;
 mod failure;
 mod interleaving;

@@ -2,6 +2,7 @@
 //! private `redis-server` processes for the failure and round-trip tests.
 
 mod behaviour;
+mod causes;
 mod conformance;
 mod failure;
 mod model;

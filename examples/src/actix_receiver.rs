@@ -20,16 +20,17 @@ use crate::config::ROUTE;
 use crate::handler::EventHandler;
 use crate::running::RunningReceiver;
 
-/// How long a graceful stop waits for deliveries in progress, in seconds.
-const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// actix-web's own limit on a graceful stop. Generous: [`RunningReceiver::shutdown`]
+/// decides when to stop waiting (its grace period), releases the claims still running, and
+/// only then stops the workers.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 3600;
 
 /// Binds `addr` (port 0 picks a free port) and serves the receiver on `workers` actix-web
 /// workers (at least one), each sharing `receiver` and its store.
 ///
 /// Works inside any Tokio multi-thread runtime (`#[tokio::main]`, `#[tokio::test]`): the
 /// server's own task runs there, and each worker on its own thread. The server does not
-/// listen to OS signals; [`RunningReceiver::stop`] stops it gracefully (deliveries in
-/// progress finish, for up to 10 s) and waits until it has stopped.
+/// listen to OS signals; [`RunningReceiver::shutdown`] stops it gracefully.
 pub async fn spawn(
     receiver: WebhookReceiver,
     handler: EventHandler,
@@ -39,9 +40,10 @@ pub async fn spawn(
     let listener = TcpListener::bind(addr)?;
     let addr = listener.local_addr()?;
     let handler = web::Data::new(handler);
+    let served = receiver.clone();
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(receiver.clone())
+            .app_data(served.clone())
             .app_data(handler.clone())
             .service(
                 web::resource(ROUTE)
@@ -56,10 +58,12 @@ pub async fn spawn(
     .listen(listener)?
     .run();
     let handle = server.handle();
+    let force = handle.clone();
     let task = tokio::spawn(server);
     Ok(RunningReceiver::new(
         addr,
         "actix-web",
+        receiver,
         move || async move {
             handle.stop(true).await;
             match task.await {
@@ -67,6 +71,10 @@ pub async fn spawn(
                 Ok(Err(e)) => tracing::error!(error = %e, "the actix-web server failed"),
                 Err(e) => tracing::error!(error = %e, "the actix-web server task failed"),
             }
+        },
+        move || {
+            // Stops the workers now (their running handlers are dropped).
+            tokio::spawn(async move { force.stop(false).await });
         },
     ))
 }

@@ -57,16 +57,26 @@ pub async fn spawn(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
+    let app = app(receiver.clone(), handler);
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app(receiver, handler)).with_graceful_shutdown(async {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = stopped.await;
         });
         if let Err(error) = serve.await {
             tracing::error!(%error, "axum receiver failed");
         }
     });
-    Ok(RunningReceiver::new(addr, "axum", move || async move {
-        let _ = stop.send(());
-        let _ = server.await;
-    }))
+    let abort = server.abort_handle();
+    Ok(RunningReceiver::new(
+        addr,
+        "axum",
+        receiver,
+        move || async move {
+            let _ = stop.send(());
+            let _ = server.await;
+        },
+        // Stops waiting for open connections; what still runs in them ends with the
+        // process.
+        move || abort.abort(),
+    ))
 }

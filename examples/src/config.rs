@@ -7,6 +7,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use knolyx_webhook_core::store::{IdempotencyStore, MemoryStore};
 use knolyx_webhook_core::{SecretToken, WebhookReceiver};
@@ -113,6 +114,31 @@ pub struct ReceiverConfig {
     pub addr: SocketAddr,
     /// The store to use.
     pub store: StoreChoice,
+    /// How long running handlers may take to finish after SIGTERM or SIGINT
+    /// (`KNOLYX_SHUTDOWN_GRACE_SECS`, default 25) before their claims are released.
+    pub shutdown_grace: Duration,
+    /// How long the example handler waits before printing its line
+    /// (`KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0): to see in-flight duplicates and a
+    /// graceful shutdown at work.
+    pub handler_delay: Duration,
+}
+
+/// The default of `KNOLYX_SHUTDOWN_GRACE_SECS`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// A whole number from the environment, or its default.
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ConfigError(format!("{name} must be a whole number, not {v:?}"))),
+    }
 }
 
 impl ReceiverConfig {
@@ -138,10 +164,18 @@ impl ReceiverConfig {
                 .map_err(|_| ConfigError(format!("PORT must be a port number, not {p:?}")))?,
         };
         let store = StoreChoice::parse(&lookup("KNOLYX_WEBHOOK_STORE").unwrap_or_default())?;
+        let grace = number(
+            &lookup,
+            "KNOLYX_SHUTDOWN_GRACE_SECS",
+            DEFAULT_SHUTDOWN_GRACE.as_secs(),
+        )?;
+        let delay = number(&lookup, "KNOLYX_EXAMPLE_HANDLER_DELAY_MS", 0)?;
         Ok(Self {
             token,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             store,
+            shutdown_grace: Duration::from_secs(grace),
+            handler_delay: Duration::from_millis(delay),
         })
     }
 

@@ -40,7 +40,20 @@ pub fn print_event_line(event: &WebhookEvent) -> Result<(), HandlerError> {
         .map_err(|e| HandlerError(format!("cannot write to stdout: {e}")))
 }
 
-/// The handler of the example binaries: [`print_event_line`].
-pub fn printing_handler() -> EventHandler {
-    Arc::new(|event| Box::pin(async move { print_event_line(&event) }))
+/// The handler of the example binaries: [`print_event_line`], after `delay` (zero: at once).
+/// A delayed handler logs when it starts, so that a script can tell it is running.
+pub fn printing_handler(delay: std::time::Duration) -> EventHandler {
+    Arc::new(move |event| {
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tracing::info!(
+                    id = event.id(),
+                    ?delay,
+                    "handler started; waiting before printing"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            print_event_line(&event)
+        })
+    })
 }

@@ -1,20 +1,32 @@
-//! A receiver started in-process on a loopback port, for the demo and the tests.
+//! A receiver started in-process on a loopback port, for the binaries, the demo and the
+//! tests, and its graceful shutdown.
 
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::time::Duration;
+
+use knolyx_webhook_core::WebhookReceiver;
 
 use crate::config::ROUTE;
 
 type StopFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type ForceFn = Box<dyn FnOnce() + Send>;
 
-/// A receiver serving on `addr` until [`stop`](Self::stop) is called (or it is dropped,
-/// which stops it without waiting).
+/// How long [`RunningReceiver::stop`] lets running handlers finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a shutdown waits for the server itself once the deliveries are settled.
+const SERVER_STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// A receiver serving on `addr` until [`shutdown`](Self::shutdown) or
+/// [`stop`](Self::stop) (or it is dropped, which stops it without waiting).
 pub struct RunningReceiver {
     addr: SocketAddr,
     framework: &'static str,
+    receiver: WebhookReceiver,
     stop: Option<StopFn>,
+    force: Option<ForceFn>,
 }
 
 impl fmt::Debug for RunningReceiver {
@@ -26,10 +38,27 @@ impl fmt::Debug for RunningReceiver {
     }
 }
 
+/// What a [`RunningReceiver::shutdown`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every delivery finished and was settled within the grace period.
+    pub drained: bool,
+    /// Claims of deliveries still running after it, released for another replica.
+    pub released: usize,
+}
+
 impl RunningReceiver {
-    /// Wraps a started server: its address, the framework's name (`"axum"`, `"actix-web"`)
-    /// and a function that stops it gracefully and resolves once it has stopped.
-    pub fn new<F, Fut>(addr: SocketAddr, framework: &'static str, stop: F) -> Self
+    /// Wraps a started server: its address, the framework's name (`"axum"`, `"actix-web"`),
+    /// the receiver it serves, a function that stops accepting and resolves once the
+    /// server has stopped (it may wait for open connections), and one that stops it at
+    /// once.
+    pub fn new<F, Fut>(
+        addr: SocketAddr,
+        framework: &'static str,
+        receiver: WebhookReceiver,
+        stop: F,
+        force: impl FnOnce() + Send + 'static,
+    ) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -37,7 +66,9 @@ impl RunningReceiver {
         Self {
             addr,
             framework,
+            receiver,
             stop: Some(Box::new(move || Box::pin(stop()))),
+            force: Some(Box::new(force)),
         }
     }
 
@@ -56,11 +87,39 @@ impl RunningReceiver {
         format!("http://{}{ROUTE}", self.addr)
     }
 
-    /// Stops the server and waits until it has stopped.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop().await;
+    /// The graceful shutdown of a deploy (what the binaries do on SIGTERM or SIGINT):
+    ///
+    /// 1. stop accepting connections;
+    /// 2. let running handlers finish and settle, for up to `grace`
+    ///    ([`WebhookReceiver::drain`]);
+    /// 3. release the claims of those still running
+    ///    ([`WebhookReceiver::release_in_flight`]), so that another replica runs their
+    ///    retransmissions at once instead of after the lease, and stop the server.
+    ///
+    /// Releasing comes before the server drops the running handlers: claims are then
+    /// freed by this runtime, which is still running, not by runtimes shutting down.
+    pub async fn shutdown(mut self, grace: Duration) -> ShutdownReport {
+        let stopped = self.stop.take().map(|stop| tokio::spawn(stop()));
+        let drained = tokio::time::timeout(grace, self.receiver.drain())
+            .await
+            .is_ok();
+        let released = if drained {
+            0
+        } else {
+            self.receiver.release_in_flight().await
+        };
+        if !drained && let Some(force) = self.force.take() {
+            force();
         }
+        if let Some(stopped) = stopped {
+            let _ = tokio::time::timeout(SERVER_STOP_WAIT, stopped).await;
+        }
+        ShutdownReport { drained, released }
+    }
+
+    /// [`shutdown`](Self::shutdown) with a grace period of [`STOP_GRACE`].
+    pub async fn stop(self) {
+        self.shutdown(STOP_GRACE).await;
     }
 }
 
@@ -70,5 +129,25 @@ impl Drop for RunningReceiver {
         {
             runtime.spawn(stop());
         }
+    }
+}
+
+/// Resolves on the first SIGTERM (what Kubernetes, systemd and Docker send on a deploy) or
+/// SIGINT (Ctrl-C), with the signal's name.
+pub async fn terminated() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            _ = int.recv() => Ok("SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
     }
 }

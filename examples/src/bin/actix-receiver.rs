@@ -3,8 +3,12 @@
 //! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default 3000, bound on
 //!   127.0.0.1), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
 //!   `postgres://…` (a shared store: several replicas drop each other's duplicates).
-//! - Serves `/webhooks/knolyx` until Ctrl-C; prints one JSON line per handled event on
-//!   stdout; logs go to stderr (`RUST_LOG`, default `info`).
+//! - Serves `/webhooks/knolyx`; prints one JSON line per handled event on stdout (after
+//!   `KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0); logs go to stderr (`RUST_LOG`, default
+//!   `info`).
+//! - On SIGTERM or SIGINT: stops accepting, lets running handlers finish for up to
+//!   `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25), releases the claims of those still running
+//!   (so another replica handles their retransmissions at once), and exits 0.
 //!
 //! ```sh
 //! KNOLYX_WEBHOOK_TOKEN=dev-token cargo run -p knolyx-webhook-examples --bin actix-receiver
@@ -12,7 +16,9 @@
 
 use std::process::ExitCode;
 
-use knolyx_webhook_examples::{ReceiverConfig, actix_receiver, init_logging, printing_handler};
+use knolyx_webhook_examples::{
+    ReceiverConfig, actix_receiver, init_logging, printing_handler, terminated,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -32,19 +38,38 @@ async fn main() -> ExitCode {
         }
     };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let running =
-        match actix_receiver::spawn(receiver, printing_handler(), config.addr, workers).await {
-            Ok(running) => running,
-            Err(e) => {
-                eprintln!("actix-receiver: cannot listen on {}: {e}", config.addr);
-                return ExitCode::FAILURE;
-            }
-        };
+    let running = match actix_receiver::spawn(
+        receiver,
+        printing_handler(config.handler_delay),
+        config.addr,
+        workers,
+    )
+    .await
+    {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("actix-receiver: cannot listen on {}: {e}", config.addr);
+            return ExitCode::FAILURE;
+        }
+    };
     eprintln!("listening on {}", running.url());
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("actix-receiver: cannot wait for Ctrl-C: {e}");
+    match terminated().await {
+        Ok(signal) => eprintln!(
+            "{signal}: shutting down (running handlers have {:?} to finish)",
+            config.shutdown_grace
+        ),
+        Err(error) => {
+            eprintln!("actix-receiver: cannot wait for a signal ({error}); shutting down")
+        }
     }
-    eprintln!("shutting down");
-    running.stop().await;
+    let report = running.shutdown(config.shutdown_grace).await;
+    if report.drained {
+        eprintln!("stopped: every delivery finished");
+    } else {
+        eprintln!(
+            "stopped: released the claims of {} deliveries still running after the grace period",
+            report.released
+        );
+    }
     ExitCode::SUCCESS
 }

@@ -3,8 +3,12 @@
 //! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default 3000, bound on
 //!   127.0.0.1), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
 //!   `postgres://…` (a shared store: several replicas drop each other's duplicates).
-//! - Serves `/webhooks/knolyx` until Ctrl-C; prints one JSON line per handled event on
-//!   stdout; logs go to stderr (`RUST_LOG`, default `info`).
+//! - Serves `/webhooks/knolyx`; prints one JSON line per handled event on stdout (after
+//!   `KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0); logs go to stderr (`RUST_LOG`, default
+//!   `info`).
+//! - On SIGTERM or SIGINT: stops accepting, lets running handlers finish for up to
+//!   `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25), releases the claims of those still running
+//!   (so another replica handles their retransmissions at once), and exits 0.
 //!
 //! ```sh
 //! KNOLYX_WEBHOOK_TOKEN=dev-token cargo run -p knolyx-webhook-examples --bin axum-receiver
@@ -13,7 +17,7 @@
 use std::process::ExitCode;
 
 use knolyx_webhook_examples::axum_receiver;
-use knolyx_webhook_examples::{ReceiverConfig, init_logging, printing_handler};
+use knolyx_webhook_examples::{ReceiverConfig, init_logging, printing_handler, terminated};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -32,7 +36,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let running = match axum_receiver::spawn(receiver, printing_handler(), config.addr).await {
+    let running = match axum_receiver::spawn(
+        receiver,
+        printing_handler(config.handler_delay),
+        config.addr,
+    )
+    .await
+    {
         Ok(running) => running,
         Err(error) => {
             eprintln!("axum-receiver: cannot listen on {}: {error}", config.addr);
@@ -40,10 +50,21 @@ async fn main() -> ExitCode {
         }
     };
     eprintln!("listening on {}", running.url());
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        eprintln!("axum-receiver: cannot wait for Ctrl-C: {error}");
+    match terminated().await {
+        Ok(signal) => eprintln!(
+            "{signal}: shutting down (running handlers have {:?} to finish)",
+            config.shutdown_grace
+        ),
+        Err(error) => eprintln!("axum-receiver: cannot wait for a signal ({error}); shutting down"),
     }
-    eprintln!("shutting down");
-    running.stop().await;
+    let report = running.shutdown(config.shutdown_grace).await;
+    if report.drained {
+        eprintln!("stopped: every delivery finished");
+    } else {
+        eprintln!(
+            "stopped: released the claims of {} deliveries still running after the grace period",
+            report.released
+        );
+    }
     ExitCode::SUCCESS
 }

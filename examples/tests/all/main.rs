@@ -2,6 +2,7 @@
 
 mod axum;
 mod binaries;
+mod deploy;
 mod faults;
 mod leaks;
 mod outage;

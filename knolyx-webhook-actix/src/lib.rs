@@ -127,6 +127,19 @@
 //! delivery, and always answers 500. [`KnolyxClaim`] waits for the event's extraction
 //! instead; see its docs for a complete example.
 //!
+//! # `Expect: 100-continue`
+//!
+//! A sender that sends `Expect: 100-continue` waits for `100 Continue` before uploading the
+//! body. actix-web answers it in its HTTP layer, before any service of the app runs: its
+//! dispatcher calls an "expect" handler first (actix-http's default accepts every request)
+//! and `HttpServer` offers no way to replace it, so neither this extractor nor a middleware
+//! can check the token first. The sender then uploads the body of a request the pipeline
+//! refuses (401, before reading the body; the connection is then closed or drained by
+//! actix-web, and nothing past the body limit is ever buffered). Knolyx sends small bodies
+//! without `Expect`; a server that must refuse before the upload can run behind a proxy that
+//! checks the header, or use the tower adapter, where hyper sends `100 Continue` only once the
+//! body is read, after the token check.
+//!
 //! [knolyx-webhook]: https://github.com/knolyx-webhook/knolyx-webhook
 //! [Knolyx]: https://knolyx.com
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -4,6 +4,7 @@
 mod claim;
 mod concurrency;
 mod config;
+mod expect;
 mod pipeline;
 mod rejections;
 mod settle;

@@ -224,6 +224,10 @@ impl TestServer {
         }
     }
 
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("http://{}{ROUTE}", self.addr)
     }

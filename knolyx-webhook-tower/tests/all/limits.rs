@@ -124,3 +124,37 @@ async fn an_outer_limit_wrapped_in_another_error_is_still_413() {
     assert!(text.ends_with("payload too large"), "{text:?}");
     assert_eq!(handler.runs(), 0);
 }
+
+/// `Expect: 100-continue`: hyper sends `100 Continue` only when the body is first read, and
+/// the layer reads it only after the token check: a wrong token is answered 401 at once and
+/// the sender never uploads its body; a right one gets the `100 Continue`.
+#[tokio::test]
+async fn expect_100_continue_is_answered_only_after_the_token_check() {
+    let handler = Handler::ok();
+    let server = start_limited(handler.clone()).await;
+    let first_answer = |token: &'static str| {
+        let addr = server.addr();
+        async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "PUT {ROUTE} HTTP/1.1\r\nhost: {addr}\r\nx-webhook-security-token: {token}\r\n\
+                 content-type: application/json\r\ncontent-length: 100\r\n\
+                 expect: 100-continue\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; 64];
+            let n = bounded("the first answer", stream.read(&mut buf))
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+    };
+    let refused = first_answer("a-wrong-token").await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused:?}");
+    let accepted = first_answer(TOKEN).await;
+    assert!(
+        accepted.starts_with("HTTP/1.1 100 Continue"),
+        "{accepted:?}"
+    );
+    assert_eq!(handler.runs(), 0);
+}

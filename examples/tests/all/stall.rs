@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use knolyx_webhook_core::WebhookReceiver;
-use knolyx_webhook_core::store::{ClaimOutcome, SettleOutcome, StoreErrorKind};
+use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, SettleOutcome, StoreErrorKind};
 use knolyx_webhook_core::testing::{
     CallOutcome, FaultyStore, StoreCall, StoreOp, TcpProxy, TestEvent,
 };
@@ -91,8 +91,8 @@ async fn put(
     request.send().await
 }
 
-async fn wait_for(
-    store: &FaultyStore<RedisStore>,
+async fn wait_for<S: IdempotencyStore>(
+    store: &FaultyStore<S>,
     what: &str,
     matches: impl FnMut(&StoreCall) -> bool,
 ) -> StoreCall {
@@ -156,7 +156,7 @@ async fn a_claim_timed_out_in_a_stall_is_released_when_it_heals(framework: &str)
 
 /// Waits for the release of `claim` to be answered: applied behind the claim on the same
 /// connection, the server took the claim, then gave it up.
-async fn release_applied(store: &FaultyStore<RedisStore>, claim: &StoreCall) {
+async fn release_applied<S: IdempotencyStore>(store: &FaultyStore<S>, claim: &StoreCall) {
     wait_for(store, "the release applied", |c| {
         c.op == StoreOp::Release
             && c.owner == claim.owner
@@ -254,4 +254,124 @@ async fn actix_a_claim_whose_client_hung_up_in_a_stall_goes_on_when_it_heals() {
     );
     assert_eq!(setup.runs.load(Ordering::SeqCst), 2);
     setup.running.stop().await;
+}
+
+/// The same partition in front of PostgreSQL: the claim times out within the operation
+/// timeout (503), and once the connection heals the retransmission is handled at once. A
+/// claim sent into the stall can reach the server only when it heals, on a connection the
+/// store has given up on: the release retried behind it frees the id.
+async fn postgres_claim_timed_out_in_a_stall(framework: &str) {
+    let Some(url) = knolyx_webhook_core::testing::service_url("KNOLYX_TEST_DATABASE_URL") else {
+        return;
+    };
+    use knolyx_webhook_postgres::{PostgresStore, sqlx};
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
+    let upstream = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = TcpProxy::start(upstream).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.host("127.0.0.1").port(proxy.addr().port()))
+        .await
+        .unwrap();
+    let table = format!(
+        "knolyx_test_stall_{}",
+        knolyx_webhook_core::store::OwnerToken::generate()
+    );
+    let store = PostgresStore::builder(pool.clone())
+        .table(&table)
+        .operation_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    store.migrate().await.unwrap();
+    let store = FaultyStore::new(store);
+    let receiver = WebhookReceiver::builder()
+        .token(TOKEN)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let (handler, runs) = counting();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let running = match framework {
+        "axum" => axum_receiver::spawn(receiver, handler, addr).await.unwrap(),
+        _ => actix_receiver::spawn(receiver, handler, addr, 1)
+            .await
+            .unwrap(),
+    };
+    let url = running.url();
+    assert_eq!(
+        put(&url, &TestEvent::course_started(), None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    proxy.stall();
+    let event = TestEvent::course_payment_received();
+    let id = event.clone().build().id().to_owned();
+    let response = put(&url, &event, None).await.unwrap();
+    assert_eq!(
+        response.status(),
+        503,
+        "a stalled store answers within its timeout"
+    );
+    let claim = wait_for(&store, "claim timed out", |c| {
+        c.op == StoreOp::Claim
+            && c.id == id
+            && c.outcome == CallOutcome::Error(StoreErrorKind::Timeout)
+    })
+    .await;
+    proxy.heal();
+    // Whether the claim sent into the stall ever reaches the server depends on how the
+    // client's abandoned connection closes: if it does, the release retried behind it frees
+    // the id within a second. So retransmit as a sender would, and require the event handled
+    // within a few seconds, far inside the 60 s lease it would otherwise wait out.
+    let started = std::time::Instant::now();
+    let response = loop {
+        let response = put(&url, &event, None).await.unwrap();
+        if response.status() != 503 || started.elapsed() > Duration::from_secs(5) {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        response.status(),
+        200,
+        "the retransmission after the heal: {:#?}",
+        store.calls()
+    );
+    assert!(
+        response
+            .headers()
+            .get("x-knolyx-webhook-duplicate")
+            .is_none()
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert!(
+        store
+            .calls()
+            .iter()
+            .any(|c| c.op == StoreOp::Release && c.owner == claim.owner),
+        "a fenced release followed the claim that timed out"
+    );
+    running.stop().await;
+    drop(proxy);
+    let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+        .execute(&pool)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_postgres_claim_timed_out_in_a_stall_is_released_when_it_heals() {
+    postgres_claim_timed_out_in_a_stall("axum").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_postgres_claim_timed_out_in_a_stall_is_released_when_it_heals() {
+    postgres_claim_timed_out_in_a_stall("actix-web").await;
 }

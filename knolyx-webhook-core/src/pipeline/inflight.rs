@@ -25,6 +25,9 @@ struct Entry {
     owner: OwnerToken,
     /// Released by [`Inflight::mark_released`] (at shutdown): nothing more to settle.
     released: bool,
+    /// A release retried behind a claim whose fate is unknown, possibly for the whole
+    /// lease: [`Inflight::drained`] does not wait for it (`release_in_flight` still sees it).
+    lingering: bool,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +36,12 @@ struct State {
     claims: HashMap<u64, Entry>,
     /// Tasks waiting in [`Inflight::drained`] for `claims` to be empty.
     waiters: Vec<Waker>,
+}
+
+impl State {
+    fn is_drained(&self) -> bool {
+        self.claims.values().all(|e| e.lingering)
+    }
 }
 
 impl Inflight {
@@ -55,6 +64,7 @@ impl Inflight {
                 id,
                 owner,
                 released: false,
+                lingering: false,
             },
         );
         key
@@ -62,10 +72,25 @@ impl Inflight {
 
     /// Removes a claim once settled; wakes [`drained`](Self::drained) when none is left.
     pub(crate) fn remove(&self, key: u64) {
+        self.update(key, |claims, key| {
+            claims.remove(&key);
+        });
+    }
+
+    /// Marks a claim as lingering: [`drained`](Self::drained) no longer waits for it.
+    pub(crate) fn set_lingering(&self, key: u64) {
+        self.update(key, |claims, key| {
+            if let Some(entry) = claims.get_mut(&key) {
+                entry.lingering = true;
+            }
+        });
+    }
+
+    fn update(&self, key: u64, change: impl FnOnce(&mut HashMap<u64, Entry>, u64)) {
         let waiters = {
             let mut state = self.lock();
-            state.claims.remove(&key);
-            if state.claims.is_empty() {
+            change(&mut state.claims, key);
+            if state.is_drained() {
                 std::mem::take(&mut state.waiters)
             } else {
                 Vec::new()
@@ -101,7 +126,7 @@ impl Inflight {
         self.lock().claims.get(&key).is_some_and(|e| e.released)
     }
 
-    /// Resolves once no claim is held.
+    /// Resolves once no claim is held but lingering ones.
     pub(crate) fn drained(self: &Arc<Self>) -> Drained {
         Drained {
             inflight: Arc::clone(self),
@@ -120,7 +145,7 @@ impl Future for Drained {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.inflight.lock();
-        if state.claims.is_empty() {
+        if state.is_drained() {
             return Poll::Ready(());
         }
         if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
@@ -170,6 +195,25 @@ mod tests {
             "not woken when the last claim went"
         );
         assert!(drained.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn drained_does_not_wait_for_lingering_releases() {
+        let inflight = Arc::new(Inflight::default());
+        let key = inflight.register("a".into(), OwnerToken::generate());
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let mut cx = Context::from_waker(&waker);
+        let mut drained = std::pin::pin!(inflight.drained());
+        assert!(drained.as_mut().poll(&mut cx).is_pending());
+        inflight.set_lingering(key);
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(drained.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(
+            inflight.snapshot().len(),
+            1,
+            "still listed for release_in_flight"
+        );
     }
 
     #[test]

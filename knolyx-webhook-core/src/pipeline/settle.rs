@@ -8,7 +8,11 @@
 //!    the store answered). The claim is released in the background, fenced by its owner
 //!    token, so a retransmission is not refused as in flight for the whole lease. On a
 //!    multiplexed connection (Redis) the release travels behind the claim, so it is applied
-//!    after it even when the connection stalled and recovered.
+//!    after it even when the connection stalled and recovered. After a timeout or a lost
+//!    connection the claim may still reach the store later (PostgreSQL, on the connection
+//!    the client gave up on, when a partition heals): the release is then retried, every
+//!    100 ms to 1 s, until one applies or the claim's lease is over (`drain` does not wait
+//!    for these retries).
 //! 2. **The handler ran**: [`Settlement::settle`] completes the claim on a 2xx and releases
 //!    it otherwise (both fenced). If the settle's own future is dropped half-way (the
 //!    client hung up while the store answered), [`FinishInBackground`] finishes the same
@@ -33,7 +37,9 @@ use std::time::Duration;
 use tracing::Span;
 
 use super::Inner;
-use crate::store::{ClaimOutcome, OwnerToken, SettleOutcome, StoreError, StoreResult};
+use crate::store::{
+    ClaimOutcome, OwnerToken, SettleOutcome, StoreError, StoreErrorKind, StoreResult,
+};
 
 /// What settling a claim does to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +62,12 @@ impl Action {
 /// Why a claim is settled in the background: the `reason` field of its log lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reason {
-    /// The claim call failed: the store may have applied it anyway.
+    /// The claim call failed with an answer (refused, a backend error): one release, in
+    /// case.
     ClaimFailed,
+    /// The claim call timed out or lost its connection: the claim may still reach the store
+    /// (a stalled connection delivering it when it heals), so the release is retried.
+    ClaimTimedOut,
     /// The claim call was cancelled (the request was dropped) before the store answered.
     ClaimCancelled,
     /// The settle's future was dropped before the store answered.
@@ -70,6 +80,7 @@ impl Reason {
     fn as_str(self) -> &'static str {
         match self {
             Reason::ClaimFailed => "claim_failed",
+            Reason::ClaimTimedOut => "claim_timed_out",
             Reason::ClaimCancelled => "claim_cancelled",
             Reason::SettleInterrupted => "settle_interrupted",
             Reason::Abandoned => "abandoned",
@@ -159,6 +170,13 @@ impl Drop for ClaimHandle {
     }
 }
 
+/// The first pause between two releases of a claim whose fate is unknown.
+#[cfg(feature = "tokio")]
+const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest: once a partition heals, the claim it delivered late is released within this.
+#[cfg(feature = "tokio")]
+const RETRY_MAX_PAUSE: Duration = Duration::from_secs(1);
+
 /// A claim settled in the background; says on drop if it never got to run.
 #[cfg(feature = "tokio")]
 struct BackgroundSettle {
@@ -172,7 +190,10 @@ struct BackgroundSettle {
 #[cfg(feature = "tokio")]
 impl BackgroundSettle {
     async fn run(&mut self) {
-        let result = self.claim.apply(self.action).await;
+        let result = match self.reason {
+            Reason::ClaimTimedOut | Reason::ClaimCancelled => self.release_until_settled().await,
+            _ => self.claim.apply(self.action).await,
+        };
         self.done = true;
         let _entered = self.span.enter();
         let reason = self.reason.as_str();
@@ -203,15 +224,43 @@ impl BackgroundSettle {
         }
     }
 
+    /// Releases a claim whose fate is unknown, and keeps releasing while nothing was
+    /// released, until the lease it would have had is over: the claim may reach the store
+    /// after the first release, on a connection the client gave up on (PostgreSQL through a
+    /// partition that heals), or the release itself may time out. Every attempt is fenced by
+    /// the claim's own owner token, so none can touch another delivery's claim. After the
+    /// first attempt `drain` stops waiting for it.
+    async fn release_until_settled(&self) -> StoreResult<SettleOutcome> {
+        let lease = self.claim.receiver.config.lease;
+        let until = tokio::time::Instant::now() + lease;
+        let mut pause = RETRY_FIRST_PAUSE;
+        loop {
+            let result = self.claim.apply(Action::Release).await;
+            let settled = matches!(result, Ok(SettleOutcome::Settled));
+            if settled
+                || self.claim.released_at_shutdown()
+                || tokio::time::Instant::now() + pause >= until
+            {
+                return result;
+            }
+            self.claim.receiver.inflight.set_lingering(self.claim.key);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX_PAUSE);
+        }
+    }
+
     fn claim_was_ambiguous(&self) -> bool {
-        matches!(self.reason, Reason::ClaimFailed | Reason::ClaimCancelled)
+        matches!(
+            self.reason,
+            Reason::ClaimFailed | Reason::ClaimTimedOut | Reason::ClaimCancelled
+        )
     }
 }
 
 #[cfg(feature = "tokio")]
 impl Drop for BackgroundSettle {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.claim.released_at_shutdown() {
             let _entered = self.span.enter();
             tracing::warn!(
                 reason = self.reason.as_str(),
@@ -264,7 +313,11 @@ impl ClaimAttempt {
             Ok(ClaimOutcome::Claimed) => Claim::Won(claim),
             Ok(taken) => Claim::Taken(taken),
             Err(error) => {
-                claim.apply_in_background(Action::Release, Reason::ClaimFailed, self.span.clone());
+                let reason = match error.kind() {
+                    StoreErrorKind::Timeout | StoreErrorKind::Unavailable => Reason::ClaimTimedOut,
+                    _ => Reason::ClaimFailed,
+                };
+                claim.apply_in_background(Action::Release, reason, self.span.clone());
                 Claim::Failed(error)
             }
         }

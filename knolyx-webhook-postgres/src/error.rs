@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn connection_errors_are_unavailable_and_keep_their_source() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let err = map(sqlx::Error::Io(io));
         assert_eq!(err.kind(), StoreErrorKind::Unavailable);
         assert!(std::error::Error::source(&err).is_some());

@@ -37,11 +37,18 @@ pub(crate) fn map(err: RedisError) -> StoreError {
             Some(err.into()),
         );
     }
-    if matches!(err.code(), Some("MOVED" | "ASK" | "CROSSSLOT")) {
+    if matches!(
+        err.kind(),
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+    ) {
+        // Only a store on one server sees these (a cluster connection follows them): its
+        // server is a cluster node after all.
         return StoreError::new(
             StoreErrorKind::Misconfigured,
-            "redis answered with a cluster redirection: this is a Redis Cluster node, \
-             configure the store for a cluster",
+            format!(
+                "a Redis Cluster node answered {}: {CONFIGURE_CLUSTER}",
+                err.code().unwrap_or("MOVED")
+            ),
             Some(err.into()),
         );
     }
@@ -50,6 +57,9 @@ pub(crate) fn map(err: RedisError) -> StoreError {
         || matches!(
             err.kind(),
             ErrorKind::ClusterConnectionNotFound
+                // No sentinel names a master that is up (a failover under way, or a
+                // wrong master name: the source says which).
+                | ErrorKind::MasterNameNotFoundBySentinel
                 | ErrorKind::Server(
                     ServerErrorKind::BusyLoading
                         | ServerErrorKind::TryAgain
@@ -65,6 +75,25 @@ pub(crate) fn map(err: RedisError) -> StoreError {
     }
 }
 
+/// What to do about a cluster node behind a `redis://` URL.
+const CONFIGURE_CLUSTER: &str = "a redis:// store cannot use a Redis Cluster (every key that \
+    hashes to another node would fail): configure the store with \
+    redis+cluster://[user:password@]host:port[,host:port…] (rediss+cluster:// for TLS), \
+    listing the cluster's nodes as seeds";
+
+/// The refusal of a `redis://` store whose server (at `server`, when known) is a cluster
+/// node.
+pub(crate) fn cluster_node(server: Option<&str>) -> StoreError {
+    let at = server.map(|s| format!(" at {s}")).unwrap_or_default();
+    StoreError::new(
+        StoreErrorKind::Misconfigured,
+        format!(
+            "the Redis server{at} is a Redis Cluster node (INFO cluster: cluster_enabled:1); {CONFIGURE_CLUSTER}"
+        ),
+        None,
+    )
+}
+
 /// Runs `fut` within `limit`, mapping its error and a timeout.
 pub(crate) async fn within<T>(
     limit: Duration,
@@ -78,17 +107,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn io_errors_are_unavailable_and_keep_their_source() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    fn io_errors_are_unavailable_or_refused_and_keep_their_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let err = map(RedisError::from(io));
         assert_eq!(err.kind(), StoreErrorKind::Unavailable);
         assert!(std::error::Error::source(&err).is_some());
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(map(RedisError::from(io)).kind(), StoreErrorKind::Refused);
     }
 
     #[test]
     fn io_timeouts_are_timeouts() {
         let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
         assert_eq!(map(RedisError::from(io)).kind(), StoreErrorKind::Timeout);
+    }
+
+    #[test]
+    fn moved_in_a_single_server_store_says_how_to_configure_a_cluster() {
+        let err = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::Moved),
+            "An error was signalled by the server",
+            "3999 127.0.0.1:6381".to_owned(),
+        ));
+        let err = map(err);
+        assert_eq!(err.kind(), StoreErrorKind::Misconfigured);
+        assert!(err.to_string().contains("redis+cluster://"), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn a_master_no_sentinel_names_is_unavailable() {
+        let err = RedisError::from((ErrorKind::MasterNameNotFoundBySentinel, "not found"));
+        assert_eq!(map(err).kind(), StoreErrorKind::Unavailable);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 mod error;
 mod scripts;
+mod sentinel;
 mod store;
+mod target;
 
 /// The redis version this crate is built on.
 pub use redis;
@@ -12,6 +14,6 @@ pub use redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub use store::{
-    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_OPERATION_TIMEOUT, RedisStore,
-    RedisStoreBuilder,
+    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_OPERATION_TIMEOUT,
+    DEFAULT_SENTINEL_REPLICA_WAIT, RedisStore, RedisStoreBuilder,
 };

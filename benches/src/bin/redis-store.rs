@@ -264,7 +264,10 @@ async fn drive(
             let next_id = Arc::clone(next_id);
             tokio::spawn(async move {
                 let mut done = 0u64;
-                let mut conn = store.connection_manager().clone();
+                let mut conn = store
+                    .connection_manager()
+                    .expect("a redis:// store")
+                    .clone();
                 let raw_prefix = [store.key_prefix(), b"raw:"].concat();
                 while Instant::now() < deadline {
                     let n = next_id.fetch_add(1, Ordering::Relaxed);

@@ -5,19 +5,10 @@ use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, OwnerToken, Set
 use knolyx_webhook_redis::RedisStore;
 use redis::AsyncTypedCommands;
 
-use crate::support::{PrivateRedis, raw, redis_url, unique_prefix};
+use crate::support::{PrivateRedis, commandstats, raw, redis_url, store, unique_prefix};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
-
-async fn store(url: &str, prefix: &str) -> RedisStore {
-    RedisStore::builder()
-        .key_prefix(prefix)
-        .operation_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await
-        .expect("connect to redis")
-}
 
 #[tokio::test]
 async fn keys_are_prefix_then_id_holding_the_owner_then_c() {
@@ -228,38 +219,6 @@ async fn a_delivery_is_two_round_trips() {
         5,
         "{stats:?}"
     );
-}
-
-/// `cmdstat_<name>:calls=N,…` lines, as name → calls (failed and rejected included).
-async fn commandstats(
-    redis: &mut redis::aio::MultiplexedConnection,
-) -> std::collections::BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(redis)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("cmdstat_")?;
-            let (name, fields) = rest.split_once(':')?;
-            let field = |key: &str| -> u64 {
-                fields
-                    .split(',')
-                    .find_map(|f| f.strip_prefix(key)?.parse().ok())
-                    .unwrap_or(0)
-            };
-            // `calls` includes the calls that failed while running (NOSCRIPT); those
-            // refused before running are `rejected_calls`.
-            let calls = field("calls=") + field("rejected_calls=");
-            // Subcommands appear as `config|resetstat`: count them under their command.
-            let command = name.split('|').next().unwrap_or(name);
-            Some((command.to_owned(), calls))
-        })
-        .fold(Default::default(), |mut stats, (command, calls)| {
-            *stats.entry(command).or_default() += calls;
-            stats
-        })
 }
 
 async fn pttl(redis: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {

@@ -10,6 +10,18 @@ use knolyx_webhook_redis::RedisStore;
 
 use crate::support::{redis_url, unique_prefix};
 
+/// The model run of every Redis topology: few, short cases in real time.
+pub(crate) fn config() -> ModelConfig {
+    let mut config = ModelConfig::real_time();
+    config.cases = 6;
+    config.max_ops = 16;
+    config.short = Duration::from_millis(300);
+    config.time = TimeControl::Real {
+        slack: Duration::from_millis(200),
+    };
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_matches_the_model() {
     let Some(url) = redis_url() else { return };
@@ -18,12 +30,5 @@ async fn redis_store_matches_the_model() {
         .connect(&url)
         .await
         .unwrap();
-    let mut config = ModelConfig::real_time();
-    config.cases = 6;
-    config.max_ops = 16;
-    config.short = Duration::from_millis(300);
-    config.time = TimeControl::Real {
-        slack: Duration::from_millis(200),
-    };
-    model::check(Arc::new(store), config).await;
+    model::check(Arc::new(store), config()).await;
 }

@@ -2,7 +2,14 @@
 //!
 //! - `KNOLYX_WEBHOOK_TOKEN`: required, non-empty.
 //! - `PORT`: default 3000; the receivers bind 127.0.0.1.
-//! - `KNOLYX_WEBHOOK_STORE`: `memory` (default), `redis://…` or `postgres://…`.
+//! - `KNOLYX_WEBHOOK_STORE`: `memory` (default); Redis as `redis://…` (one server),
+//!   `redis+cluster://host:port[,host:port…]` (seed nodes of a Redis Cluster) or
+//!   `redis+sentinel://host:port[,host:port…]/MASTER_NAME` (credentials and `rediss…` as in
+//!   `redis://`); or `postgres://…`.
+//! - `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25): how long running handlers may finish after
+//!   SIGTERM or SIGINT before their claims are released.
+//! - `KNOLYX_EXAMPLE_HANDLER_DELAY_MS` (default 0): the example handler waits this long
+//!   before printing its line.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -39,19 +46,33 @@ impl fmt::Debug for StoreChoice {
     }
 }
 
+/// The URL schemes of the Redis store: a single server, a cluster (seed nodes) or a
+/// Sentinel setup (sentinels and the master's name), with TLS or not.
+const REDIS_SCHEMES: [&str; 7] = [
+    "redis://",
+    "rediss://",
+    "redis+unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+];
+
 impl StoreChoice {
     /// Parses `KNOLYX_WEBHOOK_STORE`'s value.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         let value = value.trim();
         if value.is_empty() || value == "memory" {
             Ok(StoreChoice::Memory)
-        } else if value.starts_with("redis://") || value.starts_with("rediss://") {
+        } else if REDIS_SCHEMES.iter().any(|scheme| value.starts_with(scheme)) {
             Ok(StoreChoice::Redis(value.to_owned()))
         } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
             Ok(StoreChoice::Postgres(value.to_owned()))
         } else {
             Err(ConfigError(
-                "KNOLYX_WEBHOOK_STORE must be `memory`, `redis://…` or `postgres://…`".into(),
+                "KNOLYX_WEBHOOK_STORE must be `memory`, `redis://…`, `redis+cluster://…`, \
+                 `redis+sentinel://…/MASTER` or `postgres://…`"
+                    .into(),
             ))
         }
     }

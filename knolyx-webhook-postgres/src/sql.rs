@@ -1,4 +1,9 @@
-//! The SQL text, with the table name filled in.
+//! The SQL text, with the table name filled in, and its two ways to the server: prepared
+//! with bound parameters, or as one simple query with the parameters written in.
+
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 
 use crate::table::TableName;
 
@@ -12,7 +17,78 @@ pub(crate) fn schema(table: &TableName) -> String {
         .replace("{index}", &table.index())
 }
 
-/// The statements of one store, prepared once per connection by sqlx.
+/// A parameter of a statement, `$1`, `$2`… in its text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// `sql` with `args` bound: a named statement, prepared once per connection and cached by
+/// sqlx.
+pub(crate) fn bind<'q>(sql: &'q str, args: &[Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
+    args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
+        Arg::Text(text) => query.bind(text),
+        Arg::Int(n) => query.bind(n),
+    })
+}
+
+/// `sql` with each `$n` replaced by `args[n - 1]` written as a literal, in one pass (a
+/// literal holding `$2` is never rewritten), for the simple query protocol: one message, no
+/// statement left on the server. The statements of this crate hold no `$` but their
+/// parameters.
+///
+/// Fails (without panicking) on a text holding NUL, which PostgreSQL text cannot hold (bound,
+/// the server refuses it too), and on a `$n` without its argument (a bug).
+pub(crate) fn inline(sql: &str, args: &[Arg<'_>]) -> Result<String, sqlx::Error> {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - at - 1);
+        let arg = rest[at + 1..at + 1 + digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| args.get(n.checked_sub(1)?))
+            .ok_or_else(|| encode_error(format!("no argument for {:?}", &rest[at..])))?;
+        match *arg {
+            Arg::Text(text) => push_literal(&mut out, text)?,
+            Arg::Int(n) => out.push_str(&n.to_string()),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Appends `text` as an escape string literal, `E'…'` with every `'` and `\` doubled, as
+/// libpq's `PQescapeLiteral` writes one: its value is `text` whatever the server's
+/// `standard_conforming_strings`, and with the UTF-8 client encoding that sqlx sets no
+/// byte of a multibyte character can end it.
+fn push_literal(out: &mut String, text: &str) -> Result<(), sqlx::Error> {
+    if text.contains('\0') {
+        return Err(encode_error(
+            "a NUL character cannot be stored in PostgreSQL text".to_owned(),
+        ));
+    }
+    out.push_str("E'");
+    for c in text.chars() {
+        if c == '\'' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    Ok(())
+}
+
+fn encode_error(message: String) -> sqlx::Error {
+    sqlx::Error::Encode(message.into())
+}
+
+/// The statements of one store.
 #[derive(Debug)]
 pub(crate) struct Queries {
     /// `$1` id, `$2` owner, `$3` lease in ms. One row: `claimed`, or the state
@@ -97,6 +173,40 @@ impl Queries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_writes_each_parameter_once_as_a_literal() {
+        let sql = inline(
+            "SELECT $1, $2::bigint, $1 WHERE $3 = x",
+            &[Arg::Text("a$2b"), Arg::Int(-7), Arg::Text("")],
+        )
+        .unwrap();
+        assert_eq!(sql, "SELECT E'a$2b', -7::bigint, E'a$2b' WHERE E'' = x");
+    }
+
+    #[test]
+    fn literals_double_quotes_and_backslashes() {
+        let sql = inline("$1", &[Arg::Text(r"it's \'; DROP TABLE t; --")]).unwrap();
+        assert_eq!(sql, r"E'it''s \\''; DROP TABLE t; --'");
+        let sql = inline("$1", &[Arg::Text("é😀\n")]).unwrap();
+        assert_eq!(sql, "E'é😀\n'");
+    }
+
+    #[test]
+    fn inline_refuses_nul_and_missing_arguments_without_panicking() {
+        for (sql, args) in [
+            ("$1", &[Arg::Text("a\0b")][..]),
+            ("$2", &[Arg::Text("a")][..]),
+            ("$0", &[Arg::Text("a")][..]),
+            ("$", &[][..]),
+            ("$99999999999999999999999", &[][..]),
+        ] {
+            assert!(
+                matches!(inline(sql, args), Err(sqlx::Error::Encode(_))),
+                "{sql}"
+            );
+        }
+    }
 
     #[test]
     fn schema_fills_in_the_table_and_index() {

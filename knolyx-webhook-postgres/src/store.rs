@@ -498,16 +498,19 @@ pub enum Pooler {
     /// client's statement of the same name: build the store with `Transaction` instead.
     #[default]
     Direct,
-    /// A transaction (or statement) pooler: PgBouncer's `pool_mode = transaction`, as on
-    /// most managed platforms (Supabase's and Neon's poolers, Azure's and DigitalOcean's
-    /// PgBouncer…), or any pooler that may hand consecutive transactions of one client
-    /// connection to different server connections.
+    /// A transaction pooler: PgBouncer's `pool_mode = transaction`, as on most managed
+    /// platforms, or any pooler that may hand consecutive transactions of one client
+    /// connection to different server connections. See the
+    /// [crate docs](crate#behind-pgbouncer-or-another-transaction-pooler) for the pooler's
+    /// settings.
     ///
     /// Each operation is sent as one simple query with its parameters written in as
     /// literals (quoted as libpq quotes them): one round trip and one transaction, nothing
-    /// prepared on the server, so it works on any server connection. It is parsed and
-    /// planned at each call, a few percent more work for the server than a prepared
-    /// statement (see BENCHMARKS.md).
+    /// prepared on the server, so it works on any server connection. The server parses and
+    /// plans it at each call: claim+complete at 16 concurrent tasks ran at 0.73× the
+    /// throughput of prepared statements on a direct connection in the project's benchmark
+    /// (0.64× through PgBouncer; 0.92× with one task, where the commit dominates). Keep
+    /// [`Direct`](Self::Direct) where no transaction pooler sits in between.
     Transaction,
 }
 

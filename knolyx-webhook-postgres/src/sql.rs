@@ -33,13 +33,20 @@ pub(crate) fn bind<'q>(sql: &'q str, args: &[Arg<'q>]) -> Query<'q, Postgres, Pg
     })
 }
 
-/// `sql` with each `$n` replaced by `args[n - 1]` written as a literal, in one pass (a
-/// literal holding `$2` is never rewritten), for the simple query protocol: one message, no
-/// statement left on the server. The statements of this crate hold no `$` but their
-/// parameters.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `sql` with each `$n` replaced by `args[n - 1]` written in, in one pass, for the simple
+/// query protocol: one message, no statement left on the server. The statements of this
+/// crate hold no `$` but their parameters.
 ///
-/// Fails (without panicking) on a text holding NUL, which PostgreSQL text cannot hold (bound,
-/// the server refuses it too), and on a `$n` without its argument (a bug).
+/// A text is written as `(convert_from(decode('<hex of its UTF-8>', 'hex'), 'UTF8') COLLATE
+/// "default")`: ASCII
+/// letters, digits and punctuation of ours only, so no quoting can go wrong, whatever the
+/// session's `standard_conforming_strings`, `backslash_quote` or client encoding (an escaped
+/// literal `E'…'` does not survive a client encoding such as SJIS, where a multibyte
+/// character may end in `\`). The server refuses what it refuses bound: a NUL, a character
+/// the database's encoding lacks. Fails (without panicking) on a `$n` without its argument
+/// (a bug).
 pub(crate) fn inline(sql: &str, args: &[Arg<'_>]) -> Result<String, sqlx::Error> {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut rest = sql;
@@ -52,40 +59,26 @@ pub(crate) fn inline(sql: &str, args: &[Arg<'_>]) -> Result<String, sqlx::Error>
             .parse::<usize>()
             .ok()
             .and_then(|n| args.get(n.checked_sub(1)?))
-            .ok_or_else(|| encode_error(format!("no argument for {:?}", &rest[at..])))?;
+            .ok_or_else(|| {
+                sqlx::Error::Encode(format!("no argument for {:?}", &rest[at..]).into())
+            })?;
         match *arg {
-            Arg::Text(text) => push_literal(&mut out, text)?,
+            Arg::Text(text) => {
+                out.push_str("(convert_from(decode('");
+                for byte in text.bytes() {
+                    out.push(char::from(HEX[usize::from(byte >> 4)]));
+                    out.push(char::from(HEX[usize::from(byte & 0xf)]));
+                }
+                // `convert_from` answers in the collation of its `name` argument, "C": the
+                // column's, "default", lets `id = …` use the primary key's index.
+                out.push_str("', 'hex'), 'UTF8') COLLATE \"default\")");
+            }
             Arg::Int(n) => out.push_str(&n.to_string()),
         }
         rest = &rest[at + 1 + digits..];
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// Appends `text` as an escape string literal, `E'…'` with every `'` and `\` doubled, as
-/// libpq's `PQescapeLiteral` writes one: its value is `text` whatever the server's
-/// `standard_conforming_strings`, and with the UTF-8 client encoding that sqlx sets no
-/// byte of a multibyte character can end it.
-fn push_literal(out: &mut String, text: &str) -> Result<(), sqlx::Error> {
-    if text.contains('\0') {
-        return Err(encode_error(
-            "a NUL character cannot be stored in PostgreSQL text".to_owned(),
-        ));
-    }
-    out.push_str("E'");
-    for c in text.chars() {
-        if c == '\'' || c == '\\' {
-            out.push(c);
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    Ok(())
-}
-
-fn encode_error(message: String) -> sqlx::Error {
-    sqlx::Error::Encode(message.into())
 }
 
 /// The statements of one store.
@@ -175,37 +168,80 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inline_writes_each_parameter_once_as_a_literal() {
+    fn inline_writes_each_parameter_once() {
         let sql = inline(
             "SELECT $1, $2::bigint, $1 WHERE $3 = x",
-            &[Arg::Text("a$2b"), Arg::Int(-7), Arg::Text("")],
+            &[Arg::Text("a$2"), Arg::Int(-7), Arg::Text("")],
         )
         .unwrap();
-        assert_eq!(sql, "SELECT E'a$2b', -7::bigint, E'a$2b' WHERE E'' = x");
+        let a = r#"(convert_from(decode('612432', 'hex'), 'UTF8') COLLATE "default")"#;
+        let empty = r#"(convert_from(decode('', 'hex'), 'UTF8') COLLATE "default")"#;
+        assert_eq!(
+            sql,
+            format!("SELECT {a}, -7::bigint, {a} WHERE {empty} = x")
+        );
     }
 
     #[test]
-    fn literals_double_quotes_and_backslashes() {
-        let sql = inline("$1", &[Arg::Text(r"it's \'; DROP TABLE t; --")]).unwrap();
-        assert_eq!(sql, r"E'it''s \\''; DROP TABLE t; --'");
-        let sql = inline("$1", &[Arg::Text("é😀\n")]).unwrap();
-        assert_eq!(sql, "E'é😀\n'");
+    fn texts_are_written_in_hex_digits_only() {
+        let hostile = "it's \\'; DROP TABLE t; -- é😀\0$$";
+        let sql = inline("$1", &[Arg::Text(hostile)]).unwrap();
+        let (start, end) = (
+            "(convert_from(decode('",
+            r#"', 'hex'), 'UTF8') COLLATE "default")"#,
+        );
+        assert!(sql.starts_with(start) && sql.ends_with(end), "{sql}");
+        let hex = &sql[start.len()..sql.len() - end.len()];
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{sql}");
+        assert_eq!(hex.len(), 2 * hostile.len());
     }
 
     #[test]
-    fn inline_refuses_nul_and_missing_arguments_without_panicking() {
-        for (sql, args) in [
-            ("$1", &[Arg::Text("a\0b")][..]),
-            ("$2", &[Arg::Text("a")][..]),
-            ("$0", &[Arg::Text("a")][..]),
-            ("$", &[][..]),
-            ("$99999999999999999999999", &[][..]),
-        ] {
+    fn inline_refuses_missing_arguments_without_panicking() {
+        for sql in ["$2", "$0", "$", "$99999999999999999999999"] {
             assert!(
-                matches!(inline(sql, args), Err(sqlx::Error::Encode(_))),
+                matches!(inline(sql, &[Arg::Text("a")]), Err(sqlx::Error::Encode(_))),
                 "{sql}"
             );
         }
+    }
+
+    /// Each statement, its parameters written in, finds its row by the primary key's index
+    /// (`enable_seqscan = off`: a plan that still scans the table cannot use the index; a
+    /// text of `convert_from`'s own collation could not).
+    #[tokio::test]
+    async fn written_in_parameters_use_the_index() {
+        use sqlx::{Connection, Executor, Row};
+        let Some(url) = knolyx_webhook_core::testing::service_url("KNOLYX_TEST_DATABASE_URL")
+        else {
+            return;
+        };
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let table = TableName::parse(&format!(
+            "knolyx_test_plan_{}",
+            knolyx_webhook_core::store::OwnerToken::generate()
+        ))
+        .unwrap();
+        let queries = Queries::new(&table);
+        let (id, owner) = (Arg::Text("some-id"), Arg::Text("some-owner"));
+        let cases = [
+            (&queries.claim, vec![id, owner, Arg::Int(60_000)]),
+            (&queries.state, vec![id]),
+            (&queries.complete, vec![id, owner, Arg::Int(60_000)]),
+            (&queries.release, vec![id, owner]),
+        ];
+        conn.execute(sqlx::raw_sql(&schema(&table))).await.unwrap();
+        conn.execute("SET enable_seqscan = off").await.unwrap();
+        for (sql, args) in cases {
+            let explain = format!("EXPLAIN {}", inline(sql, &args).unwrap());
+            let rows = conn.fetch_all(sqlx::raw_sql(&explain)).await.unwrap();
+            let plan: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan"), "{sql}\n{plan}");
+        }
+        conn.execute(sqlx::raw_sql(&format!("DROP TABLE {table}")))
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@ use knolyx_webhook_postgres::{Pooler, PostgresStore};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::support::{database_url, drop_table, pool, unique_table};
+use crate::support::{database_url, drop_table, migrated, pool, unique_table};
 use crate::transaction::{create_side_table, deliver, delivery, effects, headers, receiver};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -542,5 +542,49 @@ async fn a_direct_store_switches_at_the_first_pooler_error() {
         settlements.next().unwrap().settle(200).await,
         Settled::Completed
     );
+    drop_table(&direct, &table).await;
+}
+
+/// The parameters written into a simple query mean the id whatever the session's settings.
+/// Under a client encoding in which a multibyte character may end in an ASCII byte (SJIS,
+/// which PostgreSQL accepts from clients) and `backslash_quote = on`, both settings of the
+/// session that anyone's `after_connect` may `SET`, an escape string literal `E'…'` (`'`
+/// and `\` doubled) of an id whose character swallows the first byte of a doubled `\` let the
+/// rest of the id out as SQL (here a syntax error; a crafted id, an injection). The id
+/// must be stored as itself.
+#[tokio::test]
+async fn literals_mean_the_id_whatever_the_sessions_encoding() {
+    let Some(url) = database_url() else { return };
+    let direct = pool(&url).await;
+    let table = unique_table("pooler_encoding");
+    migrated(&direct, &table).await;
+    let sjis = PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute("SET client_encoding = 'SJIS'; SET backslash_quote = on")
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let store = PostgresStore::builder(sjis)
+        .table(&table)
+        .pooler(Pooler::Transaction)
+        .build()
+        .unwrap();
+    // 'Á' is C3 81 in UTF-8; 81 starts a two-byte SJIS character that takes the next byte.
+    let id = "Á\\'||(SELECT 'injected')||'";
+    let owner = OwnerToken::generate();
+    let claimed = store.claim(id, owner, MINUTE).await;
+    let ids: Vec<String> = sqlx::query_scalar(&format!("SELECT id FROM {table}"))
+        .fetch_all(&direct)
+        .await
+        .unwrap();
+    assert_eq!(claimed.expect("claim"), ClaimOutcome::Claimed);
+    assert_eq!(ids, [id], "stored as itself");
     drop_table(&direct, &table).await;
 }

@@ -54,6 +54,26 @@ pub(crate) fn map(err: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether `err` is how a transaction pooler answers a prepared statement that the current
+/// server connection does not have, or has from another client: `42P05` (a Parse of a name
+/// that exists), `26000` (a Bind of a name that does not), `08P01` (a Bind whose parameter
+/// count is that of another statement of the same name). In each case nothing ran.
+pub(crate) fn is_pooler_sign(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("42P05" | "26000" | "08P01"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether `err` was mapped from a [pooler sign](is_pooler_sign).
+pub(crate) fn source_is_pooler_sign(err: &StoreError) -> bool {
+    std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<sqlx::Error>())
+        .is_some_and(is_pooler_sign)
+}
+
 /// Runs `fut` within `limit`, mapping its error and a timeout.
 pub(crate) async fn within<T>(
     limit: Duration,

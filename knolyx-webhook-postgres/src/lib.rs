@@ -5,8 +5,13 @@ mod error;
 mod sql;
 mod store;
 mod table;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 /// The sqlx version this crate is built on, for building the [`PgPool`](sqlx::PgPool).
 pub use sqlx;
-pub use store::{DEFAULT_OPERATION_TIMEOUT, PostgresStore, PostgresStoreBuilder, schema_sql};
+pub use store::{
+    DEFAULT_OPERATION_TIMEOUT, Pooler, PostgresStore, PostgresStoreBuilder, schema_sql,
+};
 pub use table::{DEFAULT_TABLE, InvalidTableName, TableName};

@@ -1,4 +1,9 @@
-//! The SQL text, with the table name filled in.
+//! The SQL text, with the table name filled in, and its two ways to the server: prepared
+//! with bound parameters, or as one simple query with the parameters written in.
+
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 
 use crate::table::TableName;
 
@@ -12,7 +17,71 @@ pub(crate) fn schema(table: &TableName) -> String {
         .replace("{index}", &table.index())
 }
 
-/// The statements of one store, prepared once per connection by sqlx.
+/// A parameter of a statement, `$1`, `$2`… in its text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// `sql` with `args` bound: a named statement, prepared once per connection and cached by
+/// sqlx.
+pub(crate) fn bind<'q>(sql: &'q str, args: &[Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
+    args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
+        Arg::Text(text) => query.bind(text),
+        Arg::Int(n) => query.bind(n),
+    })
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `sql` with each `$n` replaced by `args[n - 1]` written in, in one pass, for the simple
+/// query protocol: one message, no statement left on the server. The statements of this
+/// crate hold no `$` but their parameters.
+///
+/// A text is written as `(convert_from(decode('<hex of its UTF-8>', 'hex'), 'UTF8') COLLATE
+/// "default")`: ASCII
+/// letters, digits and punctuation of ours only, so no quoting can go wrong, whatever the
+/// session's `standard_conforming_strings`, `backslash_quote` or client encoding (an escaped
+/// literal `E'…'` does not survive a client encoding such as SJIS, where a multibyte
+/// character may end in `\`). The server refuses what it refuses bound: a NUL, a character
+/// the database's encoding lacks. Fails (without panicking) on a `$n` without its argument
+/// (a bug).
+pub(crate) fn inline(sql: &str, args: &[Arg<'_>]) -> Result<String, sqlx::Error> {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - at - 1);
+        let arg = rest[at + 1..at + 1 + digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| args.get(n.checked_sub(1)?))
+            .ok_or_else(|| {
+                sqlx::Error::Encode(format!("no argument for {:?}", &rest[at..]).into())
+            })?;
+        match *arg {
+            Arg::Text(text) => {
+                out.push_str("(convert_from(decode('");
+                for byte in text.bytes() {
+                    out.push(char::from(HEX[usize::from(byte >> 4)]));
+                    out.push(char::from(HEX[usize::from(byte & 0xf)]));
+                }
+                // `convert_from` answers in the collation of its `name` argument, "C": the
+                // column's, "default", lets `id = …` use the primary key's index.
+                out.push_str("', 'hex'), 'UTF8') COLLATE \"default\")");
+            }
+            Arg::Int(n) => out.push_str(&n.to_string()),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The statements of one store.
 #[derive(Debug)]
 pub(crate) struct Queries {
     /// `$1` id, `$2` owner, `$3` lease in ms. One row: `claimed`, or the state
@@ -97,6 +166,83 @@ impl Queries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_writes_each_parameter_once() {
+        let sql = inline(
+            "SELECT $1, $2::bigint, $1 WHERE $3 = x",
+            &[Arg::Text("a$2"), Arg::Int(-7), Arg::Text("")],
+        )
+        .unwrap();
+        let a = r#"(convert_from(decode('612432', 'hex'), 'UTF8') COLLATE "default")"#;
+        let empty = r#"(convert_from(decode('', 'hex'), 'UTF8') COLLATE "default")"#;
+        assert_eq!(
+            sql,
+            format!("SELECT {a}, -7::bigint, {a} WHERE {empty} = x")
+        );
+    }
+
+    #[test]
+    fn texts_are_written_in_hex_digits_only() {
+        let hostile = "it's \\'; DROP TABLE t; -- é😀\0$$";
+        let sql = inline("$1", &[Arg::Text(hostile)]).unwrap();
+        let (start, end) = (
+            "(convert_from(decode('",
+            r#"', 'hex'), 'UTF8') COLLATE "default")"#,
+        );
+        assert!(sql.starts_with(start) && sql.ends_with(end), "{sql}");
+        let hex = &sql[start.len()..sql.len() - end.len()];
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{sql}");
+        assert_eq!(hex.len(), 2 * hostile.len());
+    }
+
+    #[test]
+    fn inline_refuses_missing_arguments_without_panicking() {
+        for sql in ["$2", "$0", "$", "$99999999999999999999999"] {
+            assert!(
+                matches!(inline(sql, &[Arg::Text("a")]), Err(sqlx::Error::Encode(_))),
+                "{sql}"
+            );
+        }
+    }
+
+    /// Each statement, its parameters written in, finds its row by the primary key's index
+    /// (`enable_seqscan = off`: a plan that still scans the table cannot use the index; a
+    /// text of `convert_from`'s own collation could not).
+    #[tokio::test]
+    async fn written_in_parameters_use_the_index() {
+        use sqlx::{Connection, Executor, Row};
+        let Some(url) = knolyx_webhook_core::testing::service_url("KNOLYX_TEST_DATABASE_URL")
+        else {
+            return;
+        };
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let table = TableName::parse(&format!(
+            "knolyx_test_plan_{}",
+            knolyx_webhook_core::store::OwnerToken::generate()
+        ))
+        .unwrap();
+        let queries = Queries::new(&table);
+        let (id, owner) = (Arg::Text("some-id"), Arg::Text("some-owner"));
+        let cases = [
+            (&queries.claim, vec![id, owner, Arg::Int(60_000)]),
+            (&queries.state, vec![id]),
+            (&queries.complete, vec![id, owner, Arg::Int(60_000)]),
+            (&queries.release, vec![id, owner]),
+        ];
+        conn.execute(sqlx::raw_sql(&schema(&table))).await.unwrap();
+        conn.execute("SET enable_seqscan = off").await.unwrap();
+        for (sql, args) in cases {
+            let explain = format!("EXPLAIN {}", inline(sql, &args).unwrap());
+            let rows = conn.fetch_all(sqlx::raw_sql(&explain)).await.unwrap();
+            let plan: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan"), "{sql}\n{plan}");
+        }
+        conn.execute(sqlx::raw_sql(&format!("DROP TABLE {table}")))
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn schema_fills_in_the_table_and_index() {

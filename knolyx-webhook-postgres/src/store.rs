@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use knolyx_webhook_core::ClaimRef;
@@ -9,11 +10,11 @@ use knolyx_webhook_core::store::{
     ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult,
     async_trait, ttl_millis,
 };
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool, Row};
 
 use crate::error;
-use crate::sql::{self, Queries};
+use crate::sql::{self, Arg, Queries};
 use crate::table::{InvalidTableName, TableName};
 
 /// The default limit on one store operation, waiting for a pooled connection included:
@@ -30,8 +31,11 @@ const CLAIM_ATTEMPTS: usize = 3;
 
 /// An [`IdempotencyStore`] on PostgreSQL: one table, shared by every replica that uses the
 /// same database. See the [crate docs](crate) for the schema, the migration and the purge.
+/// Behind a transaction-mode pooler (PgBouncer's `pool_mode = transaction`, as on most
+/// managed platforms), build it with [`Pooler::Transaction`]: see the
+/// [crate docs](crate#behind-pgbouncer-or-another-transaction-pooler).
 ///
-/// Cloning is cheap (the pool and the SQL are shared).
+/// Cloning is cheap (the pool, the SQL and the [`Pooler`] mode are shared).
 ///
 /// `Debug` shows the table and the timeout, never the pool's connect options (they may hold
 /// a password).
@@ -41,6 +45,9 @@ pub struct PostgresStore {
     table: Arc<TableName>,
     queries: Arc<Queries>,
     operation_timeout: Duration,
+    /// Whether statements go as simple queries ([`Pooler::Transaction`]); set once for good
+    /// when a prepared statement meets a transaction pooler.
+    simple: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -48,6 +55,7 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("table", &*self.table)
             .field("operation_timeout", &self.operation_timeout)
+            .field("pooler", &self.pooler())
             .field("pool_size", &self.pool.size())
             .finish_non_exhaustive()
     }
@@ -61,12 +69,13 @@ impl PostgresStore {
         Self::with_table(pool, TableName::default(), DEFAULT_OPERATION_TIMEOUT)
     }
 
-    /// A builder, to choose the table and the timeout.
+    /// A builder, to choose the table, the timeout and the [`Pooler`] mode.
     pub fn builder(pool: PgPool) -> PostgresStoreBuilder {
         PostgresStoreBuilder {
             pool,
             table: Ok(TableName::default()),
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            pooler: Pooler::default(),
         }
     }
 
@@ -107,11 +116,21 @@ impl PostgresStore {
     }
 
     fn with_table(pool: PgPool, table: TableName, operation_timeout: Duration) -> Self {
+        Self::with_settings(pool, table, operation_timeout, Pooler::default())
+    }
+
+    fn with_settings(
+        pool: PgPool,
+        table: TableName,
+        operation_timeout: Duration,
+        pooler: Pooler,
+    ) -> Self {
         Self {
             pool,
             queries: Arc::new(Queries::new(&table)),
             table: Arc::new(table),
             operation_timeout,
+            simple: Arc::new(AtomicBool::new(pooler == Pooler::Transaction)),
         }
     }
 
@@ -130,6 +149,17 @@ impl PostgresStore {
         self.operation_timeout
     }
 
+    /// How the statements reach the server now: the [`Pooler`] mode it was built with, or
+    /// [`Pooler::Transaction`] once a [`Pooler::Direct`] store has met a transaction pooler
+    /// (and switched, for good, it and its clones).
+    pub fn pooler(&self) -> Pooler {
+        if self.simple.load(Ordering::Relaxed) {
+            Pooler::Transaction
+        } else {
+            Pooler::Direct
+        }
+    }
+
     /// The SQL that creates this store's table and index (idempotent: `IF NOT EXISTS`), to
     /// copy into your own migrations. [`migrate`](Self::migrate) runs the same text.
     pub fn schema_sql(&self) -> String {
@@ -137,8 +167,9 @@ impl PostgresStore {
     }
 
     /// Creates the table and its index if they do not exist, in one transaction under an
-    /// advisory lock (one round trip), so replicas starting together do not race. Safe to run at every
-    /// start. A schema-qualified table's schema must exist already.
+    /// advisory lock (one round trip), so replicas starting together do not race. Safe to run
+    /// at every start, and through a transaction pooler (one simple query, one transaction,
+    /// a transaction-scoped lock). A schema-qualified table's schema must exist already.
     ///
     /// No timeout applies beyond the pool's own `acquire_timeout`.
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -163,8 +194,10 @@ impl PostgresStore {
     ///
     /// No timeout applies beyond the pool's own `acquire_timeout`: a large purge may take a
     /// while. Wrap it in `tokio::time::timeout` if you want a limit.
+    ///
+    /// One simple query (the statement has no parameters), in any [`Pooler`] mode.
     pub async fn purge_expired(&self) -> StoreResult<u64> {
-        let done = sqlx::query(&self.queries.purge)
+        let done = sqlx::raw_sql(&self.queries.purge)
             .execute(&self.pool)
             .await
             .map_err(error::map)?;
@@ -183,6 +216,13 @@ impl PostgresStore {
     ///
     /// The adapters hand the claim to the handler in the request's extensions: axum
     /// `Extension<ClaimRef>`, actix-web `KnolyxClaim` (`web::ReqData<ClaimRef>` cannot work).
+    ///
+    /// Behind a transaction pooler, build the store with [`Pooler::Transaction`]: its
+    /// completion is then one simple query, which works in any transaction. Your own
+    /// statements in the transaction need care there too: sqlx prepares a named statement
+    /// for each `sqlx::query`, which the next transaction on that server connection (another
+    /// client's) may collide with; inside a transaction, `.persistent(false)` (an unnamed
+    /// statement) is safe, as is `sqlx::raw_sql`.
     ///
     /// ```no_run
     /// use knolyx_webhook_core::ClaimRef;
@@ -206,16 +246,24 @@ impl PostgresStore {
         conn: &mut sqlx::PgConnection,
         claim: &ClaimRef,
     ) -> StoreResult<SettleOutcome> {
-        let done = error::within(
-            self.operation_timeout,
-            sqlx::query(&self.queries.complete)
-                .bind(claim.id())
-                .bind(claim.owner().to_string())
-                .bind(millis(claim.retention()))
-                .execute(conn),
-        )
-        .await?;
-        let outcome = settled(done.rows_affected());
+        let owner = claim.owner().to_string();
+        let args = [
+            Arg::Text(claim.id()),
+            Arg::Text(&owner),
+            Arg::Int(millis(claim.retention())),
+        ];
+        let simple = self.simple.load(Ordering::Relaxed);
+        let done = complete_on(conn, simple, &self.queries.complete, &args);
+        let rows = error::within(self.operation_timeout, done).await;
+        if let Err(e) = &rows
+            && !simple
+            && error::source_is_pooler_sign(e)
+        {
+            // The error aborted the caller's transaction: no retry here, but the next
+            // operation (and the retry of this delivery) goes through.
+            self.switch_to_simple();
+        }
+        let outcome = settled(rows?);
         if outcome == SettleOutcome::Settled {
             claim.mark_completed();
         }
@@ -231,28 +279,74 @@ impl PostgresStore {
         i64::from_ne_bytes(hash.to_ne_bytes())
     }
 
+    fn switch_to_simple(&self) {
+        self.simple.store(true, Ordering::Relaxed);
+    }
+
+    /// `sql` with `args` on the pool, within the operation timeout: the first column of its
+    /// first row, as text.
+    ///
+    /// [`Pooler::Direct`]: a named statement, prepared once per connection. When that meets
+    /// a transaction pooler's error (the statement did not run), the store switches to
+    /// [`Pooler::Transaction`] and runs it again that way: one simple query, the parameters
+    /// written in ([`sql::inline`]), nothing left on the server connection.
+    async fn fetch_text(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<String>> {
+        error::within(self.operation_timeout, async {
+            if !self.simple.load(Ordering::Relaxed) {
+                match sql::bind(sql, args).fetch_optional(&self.pool).await {
+                    Err(e) if error::is_pooler_sign(&e) => self.switch_to_simple(),
+                    row => return row?.map(|row| row.try_get(0)).transpose(),
+                }
+            }
+            let text = sql::inline(sql, args)?;
+            // Through the executor: sqlx 0.8's `RawSql::fetch_optional` is a `fetch_one`
+            // (no row would be an error).
+            let row = (&self.pool).fetch_optional(sqlx::raw_sql(&text)).await?;
+            row.map(|row| row.try_get(0)).transpose()
+        })
+        .await
+    }
+
+    /// [`fetch_text`](Self::fetch_text) for a statement without rows: how many it changed.
+    async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        error::within(self.operation_timeout, async {
+            if !self.simple.load(Ordering::Relaxed) {
+                match sql::bind(sql, args).execute(&self.pool).await {
+                    Err(e) if error::is_pooler_sign(&e) => self.switch_to_simple(),
+                    done => return Ok(done?.rows_affected()),
+                }
+            }
+            let text = sql::inline(sql, args)?;
+            Ok(sqlx::raw_sql(&text)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+        })
+        .await
+    }
+
     async fn try_claim(&self, id: &str, owner: &str, lease: i64) -> StoreResult<Option<String>> {
-        let row: Option<(String,)> = error::within(
-            self.operation_timeout,
-            sqlx::query_as(&self.queries.claim)
-                .bind(id)
-                .bind(owner)
-                .bind(lease)
-                .fetch_optional(&self.pool),
-        )
-        .await?;
-        Ok(row.map(|(outcome,)| outcome))
+        let args = [Arg::Text(id), Arg::Text(owner), Arg::Int(lease)];
+        self.fetch_text(&self.queries.claim, &args).await
     }
 
     async fn state(&self, id: &str) -> StoreResult<Option<String>> {
-        let row: Option<(String,)> = error::within(
-            self.operation_timeout,
-            sqlx::query_as(&self.queries.state)
-                .bind(id)
-                .fetch_optional(&self.pool),
-        )
-        .await?;
-        Ok(row.map(|(state,)| state))
+        self.fetch_text(&self.queries.state, &[Arg::Text(id)]).await
+    }
+}
+
+/// `sql` with `args` on `conn`: one simple query, or a prepared statement.
+async fn complete_on(
+    conn: &mut sqlx::PgConnection,
+    simple: bool,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<u64, sqlx::Error> {
+    if simple {
+        let text = sql::inline(sql, args)?;
+        Ok(conn.execute(sqlx::raw_sql(&text)).await?.rows_affected())
+    } else {
+        Ok(sql::bind(sql, args).execute(conn).await?.rows_affected())
     }
 }
 
@@ -314,41 +408,33 @@ impl IdempotencyStore for PostgresStore {
         owner: OwnerToken,
         retention: Duration,
     ) -> StoreResult<SettleOutcome> {
-        let done = error::within(
-            self.operation_timeout,
-            sqlx::query(&self.queries.complete)
-                .bind(id)
-                .bind(owner.to_string())
-                .bind(millis(retention))
-                .execute(&self.pool),
-        )
-        .await?;
-        Ok(settled(done.rows_affected()))
+        let owner = owner.to_string();
+        let args = [
+            Arg::Text(id),
+            Arg::Text(&owner),
+            Arg::Int(millis(retention)),
+        ];
+        Ok(settled(self.execute(&self.queries.complete, &args).await?))
     }
 
     async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
-        let done = error::within(
-            self.operation_timeout,
-            sqlx::query(&self.queries.release)
-                .bind(id)
-                .bind(owner.to_string())
-                .execute(&self.pool),
-        )
-        .await?;
-        Ok(settled(done.rows_affected()))
+        let owner = owner.to_string();
+        let args = [Arg::Text(id), Arg::Text(&owner)];
+        Ok(settled(self.execute(&self.queries.release, &args).await?))
     }
 }
 
-/// Builds a [`PostgresStore`]: table name and timeout.
+/// Builds a [`PostgresStore`]: table name, timeout, [`Pooler`] mode.
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use knolyx_webhook_postgres::PostgresStore;
+/// use knolyx_webhook_postgres::{PostgresStore, Pooler};
 ///
 /// # async fn run(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
 /// let store = PostgresStore::builder(pool)
 ///     .table("webhooks.knolyx_deliveries")
 ///     .operation_timeout(Duration::from_millis(500))
+///     .pooler(Pooler::Transaction) // the pool goes through PgBouncer in transaction mode
 ///     .build()?;
 /// store.migrate().await?;
 /// # Ok(()) }
@@ -358,6 +444,7 @@ pub struct PostgresStoreBuilder {
     pool: PgPool,
     table: Result<TableName, InvalidTableName>,
     operation_timeout: Duration,
+    pooler: Pooler,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -365,6 +452,7 @@ impl fmt::Debug for PostgresStoreBuilder {
         f.debug_struct("PostgresStoreBuilder")
             .field("table", &self.table)
             .field("operation_timeout", &self.operation_timeout)
+            .field("pooler", &self.pooler)
             .finish_non_exhaustive()
     }
 }
@@ -387,14 +475,68 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// What sits between the pool and PostgreSQL (default [`Pooler::Direct`]): set
+    /// [`Pooler::Transaction`] when the pool goes through PgBouncer in `pool_mode =
+    /// transaction` or any other transaction pooler. See [`Pooler`].
+    pub fn pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = pooler;
+        self
+    }
+
     /// The store, or the refused table name.
     pub fn build(self) -> Result<PostgresStore, InvalidTableName> {
-        Ok(PostgresStore::with_table(
+        Ok(PostgresStore::with_settings(
             self.pool,
             self.table?,
             self.operation_timeout,
+            self.pooler,
         ))
     }
+}
+
+/// What sits between the store's pool and PostgreSQL, which decides how its statements are
+/// sent ([`PostgresStoreBuilder::pooler`]).
+///
+/// sqlx prepares a *named* statement (`sqlx_s_1`, `sqlx_s_2`…) the first time a connection
+/// runs a query, and reuses it: on a direct connection, the cheapest way (one round trip,
+/// parsed and planned once). A transaction pooler hands each transaction of a client
+/// connection whichever server connection is free, where that statement is missing, or is
+/// another client's of the same name: `prepared statement "sqlx_s_1" already exists`, `…
+/// does not exist`, or another client's statement run with this one's parameters. sqlx's
+/// unnamed statements (`.persistent(false)`) do not help there outside a transaction: sqlx
+/// parses them in one round trip and runs them in the next, which the pooler may send to
+/// another server connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Pooler {
+    /// A direct connection, or a pooler in session mode (PgBouncer's `pool_mode =
+    /// session`): each client connection keeps its server connection, so each statement is
+    /// prepared once per connection and then costs one round trip.
+    ///
+    /// A safety net, not a way to run behind a transaction pooler: when a statement fails as
+    /// only a transaction pooler makes it fail (SQLSTATE `42P05` duplicate prepared
+    /// statement, `26000` no such prepared statement, `08P01` a parameter count that is
+    /// another statement's; in each case nothing ran), the store switches to
+    /// [`Transaction`](Self::Transaction) for good, it and its clones, and runs the
+    /// operation again. Until that first error, a statement may also have run as another
+    /// client's statement of the same name: build the store with `Transaction` instead.
+    #[default]
+    Direct,
+    /// A transaction pooler: PgBouncer's `pool_mode = transaction`, as on most managed
+    /// platforms, or any pooler that may hand consecutive transactions of one client
+    /// connection to different server connections. See the
+    /// [crate docs](crate#behind-pgbouncer-or-another-transaction-pooler) for the pooler's
+    /// settings.
+    ///
+    /// Each operation is sent as one simple query with its parameters written in (each text
+    /// as `convert_from(decode('<hex>', 'hex'), 'UTF8')`: no quoting to get wrong, whatever
+    /// the session's settings): one round trip and one transaction, nothing prepared on the
+    /// server, so it works on any server connection. The server parses and plans it at
+    /// each call: claim+complete at 16 concurrent tasks ran at 0.68× the throughput of
+    /// prepared statements on a direct connection in the project's benchmark (0.62×
+    /// through PgBouncer). Keep [`Direct`](Self::Direct) where no transaction pooler sits
+    /// in between.
+    Transaction,
 }
 
 /// The SQL that creates `table` and its index, for your own migration tool; the same text

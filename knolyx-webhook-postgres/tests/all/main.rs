@@ -7,5 +7,6 @@ mod conformance;
 mod failure;
 mod interleaving;
 mod model;
+mod pooler;
 mod support;
 mod transaction;

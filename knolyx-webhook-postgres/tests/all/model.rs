@@ -20,6 +20,12 @@ async fn postgres_store_matches_the_model() {
         .build()
         .unwrap();
     store.migrate().await.unwrap();
+    model::check(Arc::new(store), config()).await;
+    drop_table(&pool, &table).await;
+}
+
+/// Fewer cases than the memory store's run, in real time with room for a busy database.
+pub(crate) fn config() -> ModelConfig {
     let mut config = ModelConfig::real_time();
     config.cases = 6;
     config.max_ops = 16;
@@ -27,6 +33,5 @@ async fn postgres_store_matches_the_model() {
     config.time = TimeControl::Real {
         slack: Duration::from_millis(200),
     };
-    model::check(Arc::new(store), config).await;
-    drop_table(&pool, &table).await;
+    config
 }

@@ -10,29 +10,46 @@ use sqlx::PgPool;
 
 use crate::support::{database_url, drop_table, pool, unique_table};
 
-const TOKEN: &str = "postgres-transaction-token";
+pub(crate) const TOKEN: &str = "postgres-transaction-token";
 
-fn headers() -> HeaderMap {
+pub(crate) fn headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("x-webhook-security-token", HeaderValue::from_static(TOKEN));
     headers
 }
 
-async fn deliver(receiver: &WebhookReceiver, event: &TestEvent) -> Accepted {
+pub(crate) async fn deliver(receiver: &WebhookReceiver, event: &TestEvent) -> Accepted {
     receiver
         .receive(&Method::PUT, &headers(), event.to_body())
         .await
         .expect("accepted")
 }
 
-fn delivery(accepted: Accepted) -> Delivery {
+pub(crate) fn delivery(accepted: Accepted) -> Delivery {
     match accepted {
         Accepted::Deliver(d) => d,
         other => panic!("expected the handler to run, got {other:?}"),
     }
 }
 
-async fn effects(pool: &PgPool, table: &str, id: &str) -> i64 {
+/// A receiver on `store` that accepts [`TOKEN`].
+pub(crate) fn receiver(store: &PostgresStore) -> WebhookReceiver {
+    WebhookReceiver::builder()
+        .token(TOKEN)
+        .store(store.clone())
+        .build()
+        .unwrap()
+}
+
+/// A table `side` for the handlers' side effects, one row per message id.
+pub(crate) async fn create_side_table(pool: &PgPool, side: &str) {
+    sqlx::raw_sql(&format!("CREATE TABLE {side} (message_id TEXT NOT NULL)"))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+pub(crate) async fn effects(pool: &PgPool, table: &str, id: &str) -> i64 {
     sqlx::query_scalar(&format!(
         "SELECT count(*) FROM {table} WHERE message_id = $1"
     ))
@@ -52,15 +69,8 @@ async fn side_effect_and_completion_commit_together_or_not_at_all() {
         .build()
         .unwrap();
     store.migrate().await.unwrap();
-    sqlx::raw_sql(&format!("CREATE TABLE {side} (message_id TEXT NOT NULL)"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let receiver = WebhookReceiver::builder()
-        .token(TOKEN)
-        .store(store.clone())
-        .build()
-        .unwrap();
+    create_side_table(&pool, &side).await;
+    let receiver = receiver(&store);
 
     // Committed: the side effect and the completion are there; the retransmission is a
     // duplicate, and the settlement does not complete a second time.

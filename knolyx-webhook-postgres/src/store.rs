@@ -86,16 +86,27 @@ impl PostgresStore {
     /// When no connection opens, the error carries why (refused, a wrong password, no such
     /// database): the pool itself only reports that it timed out, so one direct connection
     /// is tried to learn the cause.
+    ///
+    /// The URL may end in `?pooler=transaction` (or carry `pooler=transaction` among its
+    /// other parameters) for a store behind a transaction-mode pooler such as PgBouncer:
+    /// [`Pooler::Transaction`]; `pooler=direct` (the default) is [`Pooler::Direct`]. The
+    /// parameter is the store's, not PostgreSQL's: it is removed before connecting.
     pub async fn connect(url: &str) -> StoreResult<Self> {
         use sqlx::Connection;
 
+        let (url, pooler) = take_pooler_parameter(url)?;
         let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(error::map)?;
         match PgPoolOptions::new()
             .acquire_timeout(DEFAULT_OPERATION_TIMEOUT)
             .connect_with(options.clone())
             .await
         {
-            Ok(pool) => Ok(Self::new(pool)),
+            Ok(pool) => Ok(Self::with_settings(
+                pool,
+                TableName::default(),
+                DEFAULT_OPERATION_TIMEOUT,
+                pooler,
+            )),
             Err(sqlx::Error::PoolTimedOut) => {
                 let direct = crate::error::within(
                     DEFAULT_OPERATION_TIMEOUT,
@@ -494,6 +505,35 @@ impl PostgresStoreBuilder {
     }
 }
 
+/// Splits the store's own `pooler=…` parameter off a connection URL.
+fn take_pooler_parameter(url: &str) -> StoreResult<(String, Pooler)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), Pooler::default()));
+    };
+    let mut pooler = Pooler::default();
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("pooler", "transaction")) => pooler = Pooler::Transaction,
+            Some(("pooler", "direct")) => pooler = Pooler::Direct,
+            Some(("pooler", other)) => {
+                return Err(StoreError::new(
+                    knolyx_webhook_core::store::StoreErrorKind::Misconfigured,
+                    format!("pooler must be `transaction` or `direct`, not {other:?}"),
+                    None,
+                ));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, pooler))
+}
+
 /// What sits between the store's pool and PostgreSQL, which decides how its statements are
 /// sent ([`PostgresStoreBuilder::pooler`]).
 ///
@@ -554,6 +594,27 @@ pub fn schema_sql(table: &str) -> Result<String, InvalidTableName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pooler_parameter_is_the_stores_and_removed() {
+        let (url, pooler) =
+            take_pooler_parameter("postgres://u@h/db?sslmode=disable&pooler=transaction").unwrap();
+        assert_eq!(
+            (url.as_str(), pooler),
+            ("postgres://u@h/db?sslmode=disable", Pooler::Transaction)
+        );
+        let (url, pooler) = take_pooler_parameter("postgres://u@h/db?pooler=direct").unwrap();
+        assert_eq!(
+            (url.as_str(), pooler),
+            ("postgres://u@h/db", Pooler::Direct)
+        );
+        let (url, pooler) = take_pooler_parameter("postgres://u@h/db").unwrap();
+        assert_eq!(
+            (url.as_str(), pooler),
+            ("postgres://u@h/db", Pooler::Direct)
+        );
+        assert!(take_pooler_parameter("postgres://u@h/db?pooler=yes").is_err());
+    }
 
     #[test]
     fn durations_are_clamped() {

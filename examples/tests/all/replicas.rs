@@ -7,7 +7,8 @@
 //! Runs on every topology the Redis store supports: the real Redis named by
 //! `KNOLYX_TEST_REDIS_URL`, a private Redis Cluster of 3 masters and a private Sentinel
 //! setup (started by the tests); and on the real PostgreSQL named by
-//! `KNOLYX_TEST_DATABASE_URL`. Skipped with a notice when a service is missing, failed then
+//! `KNOLYX_TEST_DATABASE_URL`, directly and through a private PgBouncer in transaction mode
+//! (`?pooler=transaction`). Skipped with a notice when a service is missing, failed then
 //! when `KNOLYX_TEST_REQUIRE_SERVICES=1` (as in CI).
 
 use std::net::SocketAddr;
@@ -173,4 +174,16 @@ async fn replicas_on_redis_sentinel_run_the_handler_once() {
     }
     let sentinel = PrivateSentinel::start().await;
     replicas_run_the_handler_once(&sentinel.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_postgres_behind_pgbouncer_run_the_handler_once() {
+    let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
+        return;
+    };
+    // Transaction mode, two server connections for every client connection of 4 replicas.
+    let Some(pooler) = knolyx_webhook_postgres::testing::PrivatePgBouncer::start(&url).await else {
+        return;
+    };
+    replicas_run_the_handler_once(&format!("{}?pooler=transaction", pooler.url())).await;
 }

@@ -132,6 +132,30 @@ impl Drop for RunningReceiver {
     }
 }
 
+impl RunningReceiver {
+    /// What the receiver binaries do once serving: wait for SIGTERM or SIGINT, then
+    /// [`shutdown`](Self::shutdown) with `grace`, saying on stderr what happened. `name` is
+    /// the binary's, for its messages.
+    pub async fn run_until_terminated(self, name: &str, grace: Duration) {
+        match terminated().await {
+            Ok(signal) => {
+                eprintln!("{signal}: shutting down (running handlers have {grace:?} to finish)")
+            }
+            Err(error) => eprintln!("{name}: cannot wait for a signal ({error}); shutting down"),
+        }
+        let report = self.shutdown(grace).await;
+        if report.drained {
+            eprintln!("stopped: every delivery finished");
+        } else {
+            eprintln!(
+                "stopped: released the claims of {} deliveries still running after the grace \
+                 period",
+                report.released
+            );
+        }
+    }
+}
+
 /// Resolves on the first SIGTERM (what Kubernetes, systemd and Docker send on a deploy) or
 /// SIGINT (Ctrl-C), with the signal's name.
 pub async fn terminated() -> std::io::Result<&'static str> {

@@ -16,9 +16,7 @@
 
 use std::process::ExitCode;
 
-use knolyx_webhook_examples::{
-    ReceiverConfig, actix_receiver, init_logging, printing_handler, terminated,
-};
+use knolyx_webhook_examples::{ReceiverConfig, actix_receiver, init_logging, printing_handler};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,23 +51,8 @@ async fn main() -> ExitCode {
         }
     };
     eprintln!("listening on {}", running.url());
-    match terminated().await {
-        Ok(signal) => eprintln!(
-            "{signal}: shutting down (running handlers have {:?} to finish)",
-            config.shutdown_grace
-        ),
-        Err(error) => {
-            eprintln!("actix-receiver: cannot wait for a signal ({error}); shutting down")
-        }
-    }
-    let report = running.shutdown(config.shutdown_grace).await;
-    if report.drained {
-        eprintln!("stopped: every delivery finished");
-    } else {
-        eprintln!(
-            "stopped: released the claims of {} deliveries still running after the grace period",
-            report.released
-        );
-    }
+    running
+        .run_until_terminated("actix-receiver", config.shutdown_grace)
+        .await;
     ExitCode::SUCCESS
 }

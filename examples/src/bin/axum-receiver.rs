@@ -17,7 +17,7 @@
 use std::process::ExitCode;
 
 use knolyx_webhook_examples::axum_receiver;
-use knolyx_webhook_examples::{ReceiverConfig, init_logging, printing_handler, terminated};
+use knolyx_webhook_examples::{ReceiverConfig, init_logging, printing_handler};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -50,21 +50,8 @@ async fn main() -> ExitCode {
         }
     };
     eprintln!("listening on {}", running.url());
-    match terminated().await {
-        Ok(signal) => eprintln!(
-            "{signal}: shutting down (running handlers have {:?} to finish)",
-            config.shutdown_grace
-        ),
-        Err(error) => eprintln!("axum-receiver: cannot wait for a signal ({error}); shutting down"),
-    }
-    let report = running.shutdown(config.shutdown_grace).await;
-    if report.drained {
-        eprintln!("stopped: every delivery finished");
-    } else {
-        eprintln!(
-            "stopped: released the claims of {} deliveries still running after the grace period",
-            report.released
-        );
-    }
+    running
+        .run_until_terminated("axum-receiver", config.shutdown_grace)
+        .await;
     ExitCode::SUCCESS
 }

@@ -9,3 +9,4 @@ mod outage;
 mod replicas;
 mod scenarios;
 mod stall;
+mod support;

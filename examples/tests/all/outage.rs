@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use knolyx_webhook_core::WebhookReceiver;
@@ -15,17 +15,9 @@ use knolyx_webhook_postgres::{PostgresStore, sqlx};
 use knolyx_webhook_redis::RedisStore;
 use knolyx_webhook_redis::testing::PrivateRedis;
 
-const TOKEN: &str = "examples-outage-token";
+use crate::support::counting;
 
-fn counting() -> (EventHandler, Arc<AtomicUsize>) {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&runs);
-    let handler: EventHandler = Arc::new(move |_event| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(()) })
-    });
-    (handler, runs)
-}
+const TOKEN: &str = "examples-outage-token";
 
 async fn serve(
     store: Arc<dyn IdempotencyStore>,

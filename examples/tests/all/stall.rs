@@ -15,23 +15,15 @@ use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, SettleOutcome, 
 use knolyx_webhook_core::testing::{
     CallOutcome, FaultyStore, StoreCall, StoreOp, TcpProxy, TestEvent,
 };
-use knolyx_webhook_examples::{EventHandler, RunningReceiver, actix_receiver, axum_receiver};
+use knolyx_webhook_examples::{RunningReceiver, actix_receiver, axum_receiver};
 use knolyx_webhook_redis::RedisStore;
 use knolyx_webhook_redis::testing::PrivateRedis;
+
+use crate::support::counting;
 
 const TOKEN: &str = "examples-stall-token";
 /// Generous: only the failure path waits for it.
 const WAIT: Duration = Duration::from_secs(20);
-
-fn counting() -> (EventHandler, Arc<AtomicUsize>) {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&runs);
-    let handler: EventHandler = Arc::new(move |_event| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Ok(()) })
-    });
-    (handler, runs)
-}
 
 /// A receiver of `framework` over Redis through a proxy, the store's calls watched.
 struct Setup {
@@ -42,18 +34,12 @@ struct Setup {
     runs: Arc<AtomicUsize>,
 }
 
-async fn setup(framework: &str, operation_timeout: Duration) -> Setup {
-    let redis = PrivateRedis::start().await;
-    let upstream: SocketAddr = ([127, 0, 0, 1], redis.port).into();
-    let proxy = TcpProxy::start(upstream).await.unwrap();
-    let store = RedisStore::builder()
-        .operation_timeout(operation_timeout)
-        .connect(&format!("redis://{}/", proxy.addr()))
-        .await
-        .unwrap();
-    let store = FaultyStore::new(store);
-    // The default lease (60 s): without the release, the retransmission would get 503
-    // for a minute.
+/// A receiver of `framework` on `store` (watched), with a counting handler. The default
+/// lease (60 s): without the release, a retransmission would get 503 for a minute.
+async fn serve<S: IdempotencyStore>(
+    framework: &str,
+    store: &FaultyStore<S>,
+) -> (RunningReceiver, Arc<AtomicUsize>) {
     let receiver = WebhookReceiver::builder()
         .token(TOKEN)
         .store(store.clone())
@@ -67,6 +53,20 @@ async fn setup(framework: &str, operation_timeout: Duration) -> Setup {
             .await
             .unwrap(),
     };
+    (running, runs)
+}
+
+async fn setup(framework: &str, operation_timeout: Duration) -> Setup {
+    let redis = PrivateRedis::start().await;
+    let upstream: SocketAddr = ([127, 0, 0, 1], redis.port).into();
+    let proxy = TcpProxy::start(upstream).await.unwrap();
+    let store = RedisStore::builder()
+        .operation_timeout(operation_timeout)
+        .connect(&format!("redis://{}/", proxy.addr()))
+        .await
+        .unwrap();
+    let store = FaultyStore::new(store);
+    let (running, runs) = serve(framework, &store).await;
     Setup {
         _redis: redis,
         proxy,
@@ -289,19 +289,7 @@ async fn postgres_claim_timed_out_in_a_stall(framework: &str) {
         .unwrap();
     store.migrate().await.unwrap();
     let store = FaultyStore::new(store);
-    let receiver = WebhookReceiver::builder()
-        .token(TOKEN)
-        .store(store.clone())
-        .build()
-        .unwrap();
-    let (handler, runs) = counting();
-    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let running = match framework {
-        "axum" => axum_receiver::spawn(receiver, handler, addr).await.unwrap(),
-        _ => actix_receiver::spawn(receiver, handler, addr, 1)
-            .await
-            .unwrap(),
-    };
+    let (running, runs) = serve(framework, &store).await;
     let url = running.url();
     assert_eq!(
         put(&url, &TestEvent::course_started(), None)

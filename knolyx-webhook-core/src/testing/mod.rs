@@ -29,6 +29,19 @@ pub use faulty::{CallOutcome, Fault, FaultyStore, StoreCall, StoreOp, Times};
 pub use proxy::TcpProxy;
 pub use services::service_url;
 
+/// An error and every source below it, as one line (`error <- source <- …`): for tests that
+/// check that a failure keeps its cause, and for messages.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        text.push_str(" <- ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
+}
+
 /// The vendor's sample deliveries (valid JSON versions of the guide's samples), one per
 /// documented type, as `(type name, body)`.
 pub const FIXTURES: [(&str, &[u8]); 5] = [

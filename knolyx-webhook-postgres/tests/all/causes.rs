@@ -2,7 +2,6 @@
 //! (refused), a role the server refuses (auth), a database that does not exist and a table
 //! that was never migrated (misconfigured); the server's words stay in the source chain.
 
-use std::error::Error;
 use std::time::Duration;
 
 use knolyx_webhook_core::store::{IdempotencyStore, OwnerToken, StoreError, StoreErrorKind};
@@ -14,14 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::support::{database_url, unique_table};
 
 fn chain(error: &StoreError) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(source) = next {
-        text.push_str(" <- ");
-        text.push_str(&source.to_string());
-        next = source.source();
-    }
-    text
+    knolyx_webhook_core::testing::error_chain(error)
 }
 
 /// The connect options of `url`, changed.

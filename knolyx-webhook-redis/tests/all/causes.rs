@@ -1,7 +1,6 @@
 //! Store errors say what went wrong, for real: nothing listening (refused), a wrong password
 //! (auth), and keep the client's own words in their source chain, never the password.
 
-use std::error::Error;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,14 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The error and every source below it, as text.
 fn chain(error: &StoreError) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(source) = next {
-        text.push_str(" <- ");
-        text.push_str(&source.to_string());
-        next = source.source();
-    }
-    text
+    knolyx_webhook_core::testing::error_chain(error)
 }
 
 /// A private `redis-server` that requires a password; killed on drop.
@@ -87,7 +79,7 @@ async fn nothing_listening_is_refused() {
         .unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Refused, "{}", chain(&error));
     assert!(
-        error.source().is_some(),
+        std::error::Error::source(&error).is_some(),
         "the cause is kept: {}",
         chain(&error)
     );

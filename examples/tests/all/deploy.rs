@@ -122,6 +122,9 @@ async fn key(server: &PrivateRedis, id: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_short_handler_finish_and_complete() {
+    if !knolyx_webhook_redis::testing::redis_server_installed() {
+        return;
+    }
     let redis = PrivateRedis::start().await;
     for path in BINARIES {
         let replica = Replica::start(path, &redis.url(), 1500, 20);
@@ -156,6 +159,9 @@ async fn sigterm_lets_a_short_handler_finish_and_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_the_claim_of_a_handler_outliving_the_grace_period() {
+    if !knolyx_webhook_redis::testing::redis_server_installed() {
+        return;
+    }
     let redis = PrivateRedis::start().await;
     for path in BINARIES {
         // A handler far longer than the grace period (and the 60 s lease).

@@ -201,14 +201,14 @@ impl Entry {
     pub fn new(
         id: impl Into<String>,
         event_type: impl Into<String>,
-        body: Bytes,
+        body: impl Into<Bytes>,
         state: EntryState,
         created_at: SystemTime,
     ) -> Self {
         Self {
             id: id.into(),
             event_type: event_type.into(),
-            body,
+            body: body.into(),
             state,
             attempts: 0,
             last_error: None,

@@ -49,6 +49,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod event;
+pub mod inbox;
 pub mod pipeline;
 pub mod rejection;
 pub mod store;

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod inbox;
 mod sql;
 mod store;
 mod table;
@@ -9,6 +10,7 @@ mod table;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+pub use inbox::{DEFAULT_INBOX_TABLE, InboxListener, PostgresInbox, PostgresInboxBuilder};
 /// The sqlx version this crate is built on, for building the [`PgPool`](sqlx::PgPool).
 pub use sqlx;
 pub use store::{

@@ -18,6 +18,7 @@
 pub mod conformance;
 mod events;
 pub mod faulty;
+pub mod inbox_conformance;
 #[cfg(feature = "model")]
 #[cfg_attr(docsrs, doc(cfg(feature = "model")))]
 pub mod model;

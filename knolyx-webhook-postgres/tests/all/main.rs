@@ -5,6 +5,7 @@ mod behaviour;
 mod causes;
 mod conformance;
 mod failure;
+mod inbox;
 mod interleaving;
 mod model;
 mod pooler;

@@ -435,8 +435,11 @@ pub enum Answer {
     /// A `PING`, answered by the pipeline (the default; see
     /// [`PingHandling`](crate::PingHandling)).
     Ping,
-    /// A duplicate of a delivery that was handled within the retention window.
+    /// A duplicate of a delivery that was handled within the retention window (or, in
+    /// inbox mode, that the inbox already holds).
     Duplicate,
+    /// Inbox mode: the event is stored in the inbox; a worker runs the handler later.
+    Queued,
 }
 
 impl Answer {
@@ -450,6 +453,7 @@ impl Answer {
         match self {
             Answer::Ping => "pong",
             Answer::Duplicate => "duplicate",
+            Answer::Queued => "queued",
         }
     }
 
@@ -458,6 +462,7 @@ impl Answer {
         match self {
             Answer::Ping => "ping",
             Answer::Duplicate => "duplicate",
+            Answer::Queued => "queued",
         }
     }
 
@@ -469,7 +474,7 @@ impl Answer {
                 HeaderName::from_static(DUPLICATE_HEADER),
                 HeaderValue::from_static("true"),
             ),
-            Answer::Ping => reply,
+            Answer::Ping | Answer::Queued => reply,
         }
     }
 

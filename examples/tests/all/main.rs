@@ -4,6 +4,7 @@ mod axum;
 mod binaries;
 mod deploy;
 mod faults;
+mod inbox;
 mod leaks;
 mod outage;
 mod replicas;

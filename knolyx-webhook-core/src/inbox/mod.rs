@@ -6,7 +6,9 @@
 //! [idempotency store](crate::store)), Knolyx's request waits for the handler, and a failed
 //! handler relies on Knolyx to retry. With an inbox, the delivery is answered once the event
 //! is stored ([`Inbox::accept`]), and the handler runs afterwards, as often as it takes.
-//! (Serving the adapters in inbox mode is the next step: this module is the foundation.)
+//! [`WebhookReceiverBuilder::inbox`](crate::WebhookReceiverBuilder::inbox) puts the
+//! pipeline in inbox mode: both adapters then answer `200 queued` once the event is stored,
+//! without running the route's handler, and a [`Worker`] runs yours from the inbox.
 //!
 //! # States
 //!

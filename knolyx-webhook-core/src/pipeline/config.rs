@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::{Inner, WebhookReceiver};
+use crate::inbox::Inbox;
 use crate::store::{IdempotencyStore, MemoryStore};
 use crate::token::{InvalidToken, SecretToken, TokenVerifier};
 
@@ -158,6 +159,7 @@ pub struct WebhookReceiverBuilder {
     tokens: Vec<SecretToken>,
     error: Option<ConfigError>,
     store: Option<Arc<dyn IdempotencyStore>>,
+    inbox: Option<Arc<dyn Inbox>>,
     config: Config,
 }
 
@@ -166,6 +168,7 @@ impl fmt::Debug for WebhookReceiverBuilder {
         f.debug_struct("WebhookReceiverBuilder")
             .field("tokens", &self.tokens)
             .field("store", &self.store)
+            .field("inbox", &self.inbox)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -177,6 +180,7 @@ impl WebhookReceiverBuilder {
             tokens: Vec::new(),
             error: None,
             store: None,
+            inbox: None,
             config: Config::default(),
         }
     }
@@ -212,6 +216,18 @@ impl WebhookReceiverBuilder {
     /// The idempotency store, already shared (chosen at run time, for example).
     pub fn shared_store(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Inbox mode: every accepted event (after the method, token, body limit and parsing,
+    /// which answer as in the synchronous mode) is stored in `inbox` and answered `200
+    /// queued` once stored; a retransmission of a stored id is answered `200 duplicate`; an
+    /// inbox that cannot store it gets 503 with `Retry-After` (nothing is acknowledged that
+    /// is not stored). The handler behind the adapter does not run: a
+    /// [`Worker`](crate::inbox::Worker) runs yours from the inbox. `PING` is answered as
+    /// configured and never stored. The idempotency store is not used in this mode.
+    pub fn inbox(mut self, inbox: Arc<dyn Inbox>) -> Self {
+        self.inbox = Some(inbox);
         self
     }
 
@@ -278,6 +294,7 @@ impl WebhookReceiverBuilder {
             inner: Arc::new(Inner {
                 verifier,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                inbox: self.inbox,
                 config: self.config,
                 inflight: Arc::default(),
             }),

@@ -88,6 +88,8 @@ use crate::token::TokenVerifier;
 pub(crate) struct Inner {
     verifier: TokenVerifier,
     store: Arc<dyn IdempotencyStore>,
+    /// Inbox mode: accepted events are stored here, not handed to the handler.
+    inbox: Option<Arc<dyn crate::inbox::Inbox>>,
     config: config::Config,
     inflight: Arc<inflight::Inflight>,
 }

@@ -35,6 +35,7 @@ impl fmt::Debug for WebhookReceiver {
         f.debug_struct("WebhookReceiver")
             .field("verifier", &i.verifier)
             .field("store", &i.store)
+            .field("inbox", &i.inbox)
             .field("config", &i.config)
             .field("in_flight", &i.inflight.len())
             .finish()
@@ -273,6 +274,14 @@ impl Reception {
                 PingHandling::Forward => {
                     Ok(self.deliver(event, Settlement::new(None, self.span.clone())))
                 }
+            };
+        }
+
+        if let Some(inbox) = &inner.inbox {
+            return match inbox.accept(&event).await {
+                Ok(crate::inbox::Accepted::Stored) => Ok(Accepted::Answered(Answer::Queued)),
+                Ok(crate::inbox::Accepted::Duplicate) => Ok(Accepted::Answered(Answer::Duplicate)),
+                Err(error) => Err(StoreUnavailable::new(error, config.store_retry_after).into()),
             };
         }
 

@@ -9,16 +9,23 @@
 //! - `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25): how long running handlers may finish after
 //!   SIGTERM or SIGINT before their claims are released.
 //! - `KNOLYX_EXAMPLE_HANDLER_DELAY_MS` (default 0): the example handler waits this long
-//!   before printing its line.
+//!   before printing its line; `KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST` (default 0): it fails the
+//!   first N attempts of each event id.
+//! - `KNOLYX_WEBHOOK_INBOX=postgres://…`: inbox mode, with `KNOLYX_INBOX_MAX_ATTEMPTS`
+//!   (default 20), `KNOLYX_INBOX_FIRST_RETRY_MS` (default 1000) and `KNOLYX_INBOX_LEASE_SECS`
+//!   (default 60).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use knolyx_webhook_core::inbox::{Inbox, Worker, WorkerHandle};
 use knolyx_webhook_core::store::{IdempotencyStore, MemoryStore};
 use knolyx_webhook_core::{SecretToken, WebhookReceiver};
-use knolyx_webhook_postgres::PostgresStore;
+use knolyx_webhook_postgres::{PostgresInbox, PostgresStore};
+
+use crate::handler::EventHandler;
 use knolyx_webhook_redis::RedisStore;
 
 /// The route every example receiver serves.
@@ -142,6 +149,37 @@ pub struct ReceiverConfig {
     /// (`KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0): to see in-flight duplicates and a
     /// graceful shutdown at work.
     pub handler_delay: Duration,
+    /// How many attempts of each event id the example handler fails before it succeeds
+    /// (`KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST`, default 0): in the synchronous mode each failure
+    /// answers 500; in inbox mode the worker retries.
+    pub handler_fail_first: u32,
+    /// Inbox mode (`KNOLYX_WEBHOOK_INBOX=postgres://…`): deliveries are stored and
+    /// acknowledged, and a worker in this process runs the handler from the inbox.
+    pub inbox: Option<InboxConfig>,
+}
+
+/// The inbox of [`ReceiverConfig::inbox`].
+#[derive(Clone)]
+pub struct InboxConfig {
+    /// The database URL (`KNOLYX_WEBHOOK_INBOX`).
+    pub url: String,
+    /// `KNOLYX_INBOX_MAX_ATTEMPTS` (default 20): then the entry is dead.
+    pub max_attempts: u32,
+    /// `KNOLYX_INBOX_FIRST_RETRY_MS` (default 1000): doubles per attempt, with jitter, capped.
+    pub first_retry: Duration,
+    /// `KNOLYX_INBOX_LEASE_SECS` (default 60).
+    pub lease: Duration,
+}
+
+impl fmt::Debug for InboxConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("InboxConfig")
+            .field("max_attempts", &self.max_attempts)
+            .field("first_retry", &self.first_retry)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The default of `KNOLYX_SHUTDOWN_GRACE_SECS`.
@@ -191,23 +229,109 @@ impl ReceiverConfig {
             DEFAULT_SHUTDOWN_GRACE.as_secs(),
         )?;
         let delay = number(&lookup, "KNOLYX_EXAMPLE_HANDLER_DELAY_MS", 0)?;
+        let fail_first = number(&lookup, "KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST", 0)?;
+        let inbox = match lookup("KNOLYX_WEBHOOK_INBOX").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(InboxConfig {
+                    url,
+                    max_attempts: u32::try_from(number(&lookup, "KNOLYX_INBOX_MAX_ATTEMPTS", 20)?)
+                        .unwrap_or(u32::MAX)
+                        .max(1),
+                    first_retry: Duration::from_millis(number(
+                        &lookup,
+                        "KNOLYX_INBOX_FIRST_RETRY_MS",
+                        1000,
+                    )?),
+                    lease: Duration::from_secs(
+                        number(&lookup, "KNOLYX_INBOX_LEASE_SECS", 60)?.max(1),
+                    ),
+                })
+            }
+            Some(_) => {
+                return Err(ConfigError(
+                    "KNOLYX_WEBHOOK_INBOX must be a `postgres://…` URL".into(),
+                ));
+            }
+        };
         Ok(Self {
             token,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             store,
             shutdown_grace: Duration::from_secs(grace),
             handler_delay: Duration::from_millis(delay),
+            handler_fail_first: u32::try_from(fail_first).unwrap_or(u32::MAX),
+            inbox,
         })
     }
 
     /// Builds the receive pipeline: this token and the chosen store, defaults otherwise.
     pub async fn receiver(&self) -> Result<WebhookReceiver, ConfigError> {
+        Ok(self.start().await?.0)
+    }
+
+    /// The receive pipeline and, in inbox mode, the inbox (its table created if missing)
+    /// for [`spawn_worker`](Self::spawn_worker).
+    pub async fn start(
+        &self,
+    ) -> Result<(WebhookReceiver, Option<Arc<PostgresInbox>>), ConfigError> {
         let store = self.store.connect().await?;
-        WebhookReceiver::builder()
+        let mut builder = WebhookReceiver::builder()
             .token(self.token.clone())
-            .shared_store(store)
-            .build()
-            .map_err(|e| ConfigError(e.to_string()))
+            .shared_store(store);
+        let mut inbox = None;
+        if let Some(config) = &self.inbox {
+            let cannot = |e: &(dyn std::error::Error + 'static)| {
+                ConfigError(format!(
+                    "cannot use KNOLYX_WEBHOOK_INBOX: {}",
+                    knolyx_webhook_core::testing::error_chain(e)
+                ))
+            };
+            let store = PostgresStore::connect(&config.url)
+                .await
+                .map_err(|e| cannot(&e))?;
+            let postgres = PostgresInbox::builder(store.pool().clone())
+                .pooler(store.pooler())
+                .build()
+                .map_err(|e| cannot(&e))?;
+            postgres.migrate().await.map_err(|e| cannot(&e))?;
+            let shared = Arc::new(postgres);
+            builder = builder.inbox(Arc::clone(&shared) as Arc<dyn Inbox>);
+            inbox = Some(shared);
+        }
+        let receiver = builder.build().map_err(|e| ConfigError(e.to_string()))?;
+        Ok((receiver, inbox))
+    }
+
+    /// Inbox mode: starts the worker that runs `handler` from `inbox`, woken by NOTIFY.
+    pub async fn spawn_worker(
+        &self,
+        inbox: Arc<PostgresInbox>,
+        handler: EventHandler,
+    ) -> Result<WorkerHandle, ConfigError> {
+        let config = self.inbox.clone().unwrap_or(InboxConfig {
+            url: String::new(),
+            max_attempts: 20,
+            first_retry: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+        });
+        let waker = Arc::new(tokio::sync::Notify::new());
+        // Behind a transaction pooler LISTEN cannot work: the worker then polls.
+        let listening = match inbox.wake_on_notify(Arc::clone(&waker)).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(error = %error, "the inbox worker polls instead of listening");
+                false
+            }
+        };
+        let mut worker = Worker::builder(inbox as Arc<dyn Inbox>, move |event| handler(event))
+            .max_attempts(config.max_attempts)
+            .first_retry(config.first_retry)
+            .lease(config.lease);
+        if listening {
+            worker = worker.wake_on(waker);
+        }
+        Ok(worker.build().spawn())
     }
 }
 

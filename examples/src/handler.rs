@@ -40,10 +40,21 @@ pub fn print_event_line(event: &WebhookEvent) -> Result<(), HandlerError> {
         .map_err(|e| HandlerError(format!("cannot write to stdout: {e}")))
 }
 
-/// The handler of the example binaries: [`print_event_line`], after `delay` (zero: at once).
-/// A delayed handler logs when it starts, so that a script can tell it is running.
-pub fn printing_handler(delay: std::time::Duration) -> EventHandler {
+/// The handler of the example binaries: [`print_event_line`], after `delay` (zero: at once),
+/// failing the first `fail_first` attempts of each event id it sees (in this process). A
+/// delayed handler logs when it starts, so that a script can tell it is running.
+pub fn printing_handler(delay: std::time::Duration, fail_first: u32) -> EventHandler {
+    let attempts = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        u32,
+    >::new()));
     Arc::new(move |event| {
+        let attempt = {
+            let mut attempts = attempts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = attempts.entry(event.id().to_owned()).or_insert(0);
+            *n += 1;
+            *n
+        };
         Box::pin(async move {
             if !delay.is_zero() {
                 tracing::info!(
@@ -52,6 +63,12 @@ pub fn printing_handler(delay: std::time::Duration) -> EventHandler {
                     "handler started; waiting before printing"
                 );
                 tokio::time::sleep(delay).await;
+            }
+            if attempt <= fail_first {
+                return Err(HandlerError(format!(
+                    "failing attempt {attempt} of {fail_first} on purpose \
+                     (KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST)"
+                )));
             }
             print_event_line(&event)
         })

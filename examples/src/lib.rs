@@ -10,7 +10,7 @@ pub mod axum_receiver;
 pub mod config;
 pub mod handler;
 
-pub use config::{ROUTE, ReceiverConfig, StoreChoice, init_logging};
+pub use config::{InboxConfig, ROUTE, ReceiverConfig, StoreChoice, init_logging};
 pub use handler::{EventHandler, HandlerError, HandlerFuture, print_event_line, printing_handler};
 pub mod running;
 pub mod scenarios;

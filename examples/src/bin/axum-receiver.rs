@@ -6,6 +6,11 @@
 //! - Serves `/webhooks/knolyx`; prints one JSON line per handled event on stdout (after
 //!   `KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0); logs go to stderr (`RUST_LOG`, default
 //!   `info`).
+//! - `KNOLYX_WEBHOOK_INBOX=postgres://…`: inbox mode (the table is created if missing):
+//!   deliveries are stored and answered `200 queued`; a worker in this process prints the
+//!   line when it runs the event, retrying failures (`KNOLYX_INBOX_MAX_ATTEMPTS` 20,
+//!   `KNOLYX_INBOX_FIRST_RETRY_MS` 1000, `KNOLYX_INBOX_LEASE_SECS` 60).
+//!   `KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST=N` fails the first N attempts of each id.
 //! - On SIGTERM or SIGINT: stops accepting, lets running handlers finish for up to
 //!   `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25), releases the claims of those still running
 //!   (so another replica handles their retransmissions at once), and exits 0.
@@ -29,20 +34,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let receiver = match config.receiver().await {
-        Ok(receiver) => receiver,
+    let (receiver, inbox) = match config.start().await {
+        Ok(started) => started,
         Err(error) => {
             eprintln!("axum-receiver: cannot start: {error}");
             return ExitCode::from(2);
         }
     };
-    let running = match axum_receiver::spawn(
-        receiver,
-        printing_handler(config.handler_delay),
-        config.addr,
-    )
-    .await
-    {
+    let handler = printing_handler(config.handler_delay, config.handler_fail_first);
+    // Inbox mode: the worker runs the handler from the inbox; the route only stores.
+    let worker = match inbox {
+        Some(inbox) => match config.spawn_worker(inbox, handler.clone()).await {
+            Ok(worker) => Some(worker),
+            Err(e) => {
+                eprintln!("axum-receiver: cannot start: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let running = match axum_receiver::spawn(receiver, handler.clone(), config.addr).await {
         Ok(running) => running,
         Err(error) => {
             eprintln!("axum-receiver: cannot listen on {}: {error}", config.addr);
@@ -53,5 +64,9 @@ async fn main() -> ExitCode {
     running
         .run_until_terminated("axum-receiver", config.shutdown_grace)
         .await;
+    if let Some(worker) = worker {
+        let report = worker.shutdown(config.shutdown_grace).await;
+        eprintln!("inbox worker stopped: {report:?}");
+    }
     ExitCode::SUCCESS
 }

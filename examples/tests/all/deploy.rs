@@ -11,18 +11,18 @@ use std::time::Duration;
 use knolyx_webhook_core::testing::TestEvent;
 use knolyx_webhook_redis::testing::PrivateRedis;
 
-const TOKEN: &str = "examples-deploy-token";
+pub(crate) const TOKEN: &str = "examples-deploy-token";
 /// Generous bounds for the failure path only.
 const WAIT: Duration = Duration::from_secs(30);
-const BINARIES: [&str; 2] = [
+pub(crate) const BINARIES: [&str; 2] = [
     env!("CARGO_BIN_EXE_axum-receiver"),
     env!("CARGO_BIN_EXE_actix-receiver"),
 ];
 
 /// A receiver binary, its stderr lines on a channel; killed if the test fails first.
-struct Replica {
+pub(crate) struct Replica {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     stderr: Receiver<String>,
 }
 
@@ -35,13 +35,25 @@ impl Drop for Replica {
 
 impl Replica {
     fn start(path: &str, store: &str, delay_ms: u64, grace_secs: u64) -> Self {
+        let delay = delay_ms.to_string();
+        let grace = grace_secs.to_string();
+        Self::start_with(
+            path,
+            &[
+                ("KNOLYX_WEBHOOK_STORE", store),
+                ("KNOLYX_EXAMPLE_HANDLER_DELAY_MS", &delay),
+                ("KNOLYX_SHUTDOWN_GRACE_SECS", &grace),
+            ],
+        )
+    }
+
+    /// A receiver binary with the test token, a free port, and these variables.
+    pub(crate) fn start_with(path: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(path)
             .env("KNOLYX_WEBHOOK_TOKEN", TOKEN)
-            .env("KNOLYX_WEBHOOK_STORE", store)
             .env("PORT", "0")
-            .env("KNOLYX_EXAMPLE_HANDLER_DELAY_MS", delay_ms.to_string())
-            .env("KNOLYX_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -67,7 +79,7 @@ impl Replica {
     }
 
     /// The first stderr line (from now on) containing `text`.
-    fn wait_for_line(&self, text: &str) -> String {
+    pub(crate) fn wait_for_line(&self, text: &str) -> String {
         loop {
             match self.stderr.recv_timeout(WAIT) {
                 Ok(line) if line.contains(text) => return line,
@@ -77,14 +89,14 @@ impl Replica {
         }
     }
 
-    fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());
     }
 
     /// Waits for the process to exit; its status and stdout.
-    fn exit(mut self) -> (ExitStatus, String) {
+    pub(crate) fn exit(mut self) -> (ExitStatus, String) {
         let mut stdout = self.child.stdout.take().unwrap();
         let (tx, rx) = channel();
         std::thread::spawn(move || {

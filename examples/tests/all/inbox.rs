@@ -188,3 +188,47 @@ async fn axum_inbox_mode_stores_acknowledges_and_the_worker_handles() {
 async fn actix_inbox_mode_stores_acknowledges_and_the_worker_handles() {
     inbox_mode("actix-web").await;
 }
+
+/// The example binaries in inbox mode (`KNOLYX_WEBHOOK_INBOX`): the delivery is queued at once
+/// although the handler fails its first two attempts; the worker retries it and prints the
+/// contract's line; SIGTERM stops both, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receivers_in_inbox_mode_queue_then_retry_until_handled() {
+    use crate::deploy::{BINARIES, Replica, TOKEN as BIN_TOKEN};
+    let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
+        return;
+    };
+    for path in BINARIES {
+        let replica = Replica::start_with(
+            path,
+            &[
+                ("KNOLYX_WEBHOOK_INBOX", &url),
+                ("KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST", "2"),
+                ("KNOLYX_INBOX_FIRST_RETRY_MS", "50"),
+                ("KNOLYX_SHUTDOWN_GRACE_SECS", "5"),
+            ],
+        );
+        let event = TestEvent::course_completed();
+        let id = event.clone().build().id().to_owned();
+        let response = reqwest::Client::new()
+            .put(&replica.url)
+            .header("x-webhook-security-token", BIN_TOKEN)
+            .body(event.to_body())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.text().await.unwrap(), "queued", "{path}");
+        // Two failed attempts logged by the worker, then the event handled.
+        replica.wait_for_line("failing attempt 2 of 2");
+        let handled = replica.wait_for_line("inbox entry handled");
+        assert!(handled.contains(&id), "{path}: {handled}");
+        replica.terminate();
+        let (status, stdout) = replica.exit();
+        assert!(status.success(), "{path}: {status}");
+        assert!(
+            stdout.contains(&id),
+            "{path}: the worker ran the event: {stdout:?}"
+        );
+    }
+}

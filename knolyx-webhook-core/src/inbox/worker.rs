@@ -283,7 +283,10 @@ impl Worker {
         match result {
             Ok(()) => {
                 match self.inbox.complete(id, owner).await {
-                    Ok(SettleOutcome::Settled) => record("done"),
+                    Ok(SettleOutcome::Settled) => {
+                        record("done");
+                        tracing::info!("knolyx-webhook: inbox entry handled");
+                    }
                     Ok(SettleOutcome::NotOwner) => {
                         record("lease_lost");
                         tracing::warn!(

@@ -4,8 +4,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use knolyx_webhook_client::redact_url;
+use knolyx_webhook_core::inbox::EntryState;
+use knolyx_webhook_postgres::DEFAULT_INBOX_TABLE;
 
 /// Text shown after the top-level `--help`.
 const AFTER_HELP: &str = "\
@@ -21,12 +23,19 @@ Examples:
   knolyx-webhook webhooks ping 42
   knolyx-webhook webhooks delete 42
 
+  # Operate the durable inbox: see the dead entries, replay them, purge old done ones.
+  export KNOLYX_WEBHOOK_INBOX=postgres://user:password@db.example.com/app
+  knolyx-webhook inbox list --state dead
+  knolyx-webhook inbox retry --all-dead
+
 Environment:
   KNOLYX_API_URL        base URL of the Knolyx API (webhooks commands)
   KNOLYX_API_KEY        API key, sent as X-Api-Key; never printed (webhooks commands)
   KNOLYX_PROJECT_ID     project id, sent as X-Project-Id (webhooks commands)
   KNOLYX_WEBHOOK_TOKEN  the receiver's security token (send, unless --token or
                         --token-file is given)
+  KNOLYX_WEBHOOK_INBOX  the inbox's PostgreSQL URL (inbox commands, unless
+                        --database-url is given); its password is never printed
 
 A security token can be read from a file or stdin with --token-file PATH (`-` = stdin)
 instead of --token, which other users see in `ps` and your shell history. URLs are
@@ -39,7 +48,30 @@ Exit codes:
   2  usage or configuration error (bad flag, missing setting, unknown event type,
      unreadable --data-file or --token-file, a webhook URL Knolyx would refuse, a
      security token the receiver would refuse)
-  3  transport failure: no HTTP response at all (connection refused, DNS, TLS, timeout)";
+  3  transport failure: no HTTP response at all (connection refused, DNS, TLS, timeout);
+     inbox: the database could not be reached";
+
+/// Text shown after `inbox --help`.
+const INBOX_AFTER_HELP: &str = "\
+The inbox is the PostgreSQL table in which a receiver in inbox mode stores every event it
+acknowledges, for its worker to run (knolyx_webhook_postgres::PostgresInbox). Every inbox
+command needs the database's URL, from --database-url or KNOLYX_WEBHOOK_INBOX (its
+password is never printed), and takes --table for another table than the default
+knolyx_webhook_inbox. Bodies hold students' personal data: they are printed only by
+`inbox show ID --body`.
+
+Examples:
+  knolyx-webhook inbox list                      # the oldest 100 entries, every state
+  knolyx-webhook inbox list --state dead --json  # one JSON array
+  knolyx-webhook inbox show 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b
+  knolyx-webhook inbox retry 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b
+  knolyx-webhook inbox retry --all-dead
+  knolyx-webhook inbox purge --older-than 7d
+
+Exit codes: 0 success; 1 no such entry (show, retry), an entry that is not dead (retry),
+or the database answered with an error; 2 usage or configuration error (no database URL,
+a bad table name, a table that does not exist, a bad --older-than); 3 the database could
+not be reached (refused, unreachable, timeout).";
 
 /// Text shown after `send --help`.
 const SEND_AFTER_HELP: &str = "\
@@ -96,7 +128,8 @@ token the receiver would refuse); 3 the API could not be reached.";
     long_about = "Manage Knolyx webhooks and fire realistic test events at your receiver.\n\n\
 `webhooks` registers, lists, pings and deletes the endpoints Knolyx delivers events to, \
 through the Knolyx Webhook API. `send` delivers an event the way Knolyx does to any URL, \
-http://localhost included, so a receiver can be tested without a tunnel.",
+http://localhost included, so a receiver can be tested without a tunnel. `inbox` lists, \
+shows, retries and purges the entries of a receiver's durable inbox on PostgreSQL.",
     after_help = AFTER_HELP,
     propagate_version = true
 )]
@@ -115,6 +148,140 @@ pub enum Command {
     /// Deliver a realistic event to a receiver, the way Knolyx does (no tunnel needed).
     #[command(after_help = SEND_AFTER_HELP)]
     Send(SendArgs),
+    /// Operate a receiver's durable inbox on PostgreSQL: list, show, retry and purge entries.
+    #[command(subcommand, after_help = INBOX_AFTER_HELP)]
+    Inbox(InboxCommand),
+}
+
+/// `inbox` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// List entries, oldest first: id, type, state, attempts, when accepted, last error.
+    List(InboxListArgs),
+    /// Show one entry (its body only with --body).
+    Show(InboxShowArgs),
+    /// Put a dead entry (or every dead one, with --all-dead) back to pending, due at once,
+    /// its attempts reset to 0.
+    Retry(InboxRetryArgs),
+    /// Delete the done entries done at least --older-than ago (a retransmission of a
+    /// purged id is stored again).
+    Purge(InboxPurgeArgs),
+}
+
+/// Which inbox: the database and the table. `Debug` hides the URL's password.
+#[derive(Args)]
+pub struct DatabaseArgs {
+    /// The inbox's PostgreSQL URL (postgres://user:password@host/database; a
+    /// `?pooler=transaction` parameter for a transaction pooler). Default:
+    /// KNOLYX_WEBHOOK_INBOX. Its password is never printed.
+    #[arg(
+        long,
+        env = "KNOLYX_WEBHOOK_INBOX",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// The inbox table, optionally schema-qualified (schema.table).
+    #[arg(long, value_name = "TABLE", default_value = DEFAULT_INBOX_TABLE)]
+    pub table: String,
+}
+
+impl fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+/// An entry state, as `--state` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    /// Waiting for its next run.
+    Pending,
+    /// Taken by a worker, under a lease.
+    Running,
+    /// Failed for good: kept, with its last error, until retried.
+    Dead,
+    /// Handled: kept for the retention window.
+    Done,
+}
+
+impl From<StateArg> for EntryState {
+    fn from(state: StateArg) -> Self {
+        match state {
+            StateArg::Pending => EntryState::Pending,
+            StateArg::Running => EntryState::Running,
+            StateArg::Dead => EntryState::Dead,
+            StateArg::Done => EntryState::Done,
+        }
+    }
+}
+
+/// `inbox list`.
+#[derive(Debug, Args)]
+pub struct InboxListArgs {
+    /// Only the entries in this state.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub state: Option<StateArg>,
+    /// At most this many entries (the oldest).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    /// Print one JSON array of entries on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+}
+
+/// `inbox show`.
+#[derive(Debug, Args)]
+pub struct InboxShowArgs {
+    /// The entry's id: the event's message id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print the entry as one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the event's body too (it holds students' personal data).
+    #[arg(long)]
+    pub body: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+}
+
+/// `inbox retry`: an id, or `--all-dead`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["id", "all_dead"])))]
+pub struct InboxRetryArgs {
+    /// The dead entry to retry.
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+    /// Retry every dead entry.
+    #[arg(long)]
+    pub all_dead: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
+}
+
+/// `inbox purge`.
+#[derive(Debug, Args)]
+pub struct InboxPurgeArgs {
+    /// Purge the entries done at least this long ago: a number and a unit, s, m, h or d
+    /// (0s: every done entry). Default: the retention, 72h.
+    #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = parse_age)]
+    pub older_than: Duration,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseArgs,
 }
 
 /// `webhooks` subcommands.
@@ -354,6 +521,32 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Parses an age: a whole number and a unit, `s`, `m`, `h` or `d` (`72h`, `0s`).
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration: give a number and a unit, s, m, h or d (72h, 0s)"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_secs))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is not a duration: the number is missing or too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,9 +585,20 @@ mod tests {
         assert!(!format!("{cli:?}").contains("tok-s3cret"));
     }
 
+    /// The `Debug` of the command line `args`, checked to show no `…-user:…-pa55` part.
+    fn shown_without_credentials(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let shown = format!("{cli:?}");
+        assert!(
+            !shown.contains("pa55") && !shown.contains("-user"),
+            "{shown}"
+        );
+        shown
+    }
+
     #[test]
     fn debug_output_hides_url_credentials() {
-        let cli = Cli::try_parse_from([
+        let shown = shown_without_credentials(&[
             "knolyx-webhook",
             "webhooks",
             "create",
@@ -408,15 +612,9 @@ mod tests {
             "n",
             "--url",
             "https://hook-user:hook-pa55@hooks.example.com/k",
-        ])
-        .unwrap();
-        let shown = format!("{cli:?}");
-        assert!(
-            !shown.contains("pa55") && !shown.contains("-user"),
-            "{shown}"
-        );
+        ]);
         assert!(shown.contains("https://***@hooks.example.com/k"), "{shown}");
-        let cli = Cli::try_parse_from([
+        shown_without_credentials(&[
             "knolyx-webhook",
             "send",
             "ping",
@@ -424,13 +622,29 @@ mod tests {
             "http://hook-user:hook-pa55@127.0.0.1:1/",
             "--token",
             "t",
-        ])
-        .unwrap();
-        let shown = format!("{cli:?}");
+        ]);
+        let shown = shown_without_credentials(&[
+            "knolyx-webhook",
+            "inbox",
+            "list",
+            "--database-url",
+            "postgres://db-user:db-pa55@db.example.com/app",
+        ]);
         assert!(
-            !shown.contains("pa55") && !shown.contains("-user"),
+            shown.contains("postgres://***@db.example.com/app"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn ages_parse() {
+        assert_eq!(parse_age("72h"), Ok(Duration::from_secs(72 * 3600)));
+        assert_eq!(parse_age("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("90m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "h", "72", "1.5h", "-1s", "3w", "99999999999999999999d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,11 +6,15 @@
 //!   the way Knolyx does (HTTP PUT, JSON, `X-Webhook-Security-Token`) to any URL,
 //!   `http://localhost` included, and reports each response (status, duplicate marker,
 //!   timing).
+//! - `knolyx-webhook inbox list|show|retry|purge --database-url URL` operates a receiver's
+//!   durable inbox on PostgreSQL through
+//!   [`PostgresInbox`](knolyx_webhook_postgres::PostgresInbox) (URL default:
+//!   `KNOLYX_WEBHOOK_INBOX`).
 //!
 //! A security token can come from `--token-file PATH` (`-` = stdin) instead of
 //! `--token`, and is checked with the receiver's own rule
 //! ([`SecretToken::new`](knolyx_webhook_core::SecretToken::new)) before anything is sent.
-//! URLs are printed without their `user:password@` part
+//! URLs (database URLs included) are printed without their `user:password@` part
 //! ([`redact_url`](knolyx_webhook_client::redact_url)).
 //!
 //! The binary is a thin `main` over [`main`]; the logic lives here so it can be tested.
@@ -18,6 +22,7 @@
 
 mod cli;
 pub mod exit;
+mod inbox;
 mod send;
 mod token;
 mod webhooks;
@@ -27,8 +32,9 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 pub use cli::{
-    ApiArgs, Cli, Command, CreateArgs, IdArgs, ListArgs, OutputArgs, PingArgs, SendArgs, TokenArgs,
-    WebhooksCommand,
+    ApiArgs, Cli, Command, CreateArgs, DatabaseArgs, IdArgs, InboxCommand, InboxListArgs,
+    InboxPurgeArgs, InboxRetryArgs, InboxShowArgs, ListArgs, OutputArgs, PingArgs, SendArgs,
+    StateArg, TokenArgs, WebhooksCommand,
 };
 
 /// Parses the process's command line and runs it; the binary's `main`.
@@ -54,6 +60,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Webhooks(command) => webhooks::run(command).await,
             Command::Send(args) => send::run(args).await,
+            Command::Inbox(command) => inbox::run(command).await,
         }
     });
     match result {

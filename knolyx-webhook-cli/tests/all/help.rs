@@ -16,8 +16,48 @@ async fn help_names_the_commands_env_vars_examples_and_exit_codes() {
         "knolyx-webhook send course-completed --url http://localhost:3000/webhooks/knolyx --token $KNOLYX_WEBHOOK_TOKEN --times 2",
         "Exit codes:",
         "3  transport failure",
+        "inbox",
+        "KNOLYX_WEBHOOK_INBOX",
     ] {
         assert!(out.stdout.contains(needle), "--help lacks {needle:?}");
+    }
+
+    let out = run(&["inbox", "--help"], &[]).await;
+    assert_eq!(out.code, 0);
+    for needle in [
+        "list",
+        "show",
+        "retry",
+        "purge",
+        "--all-dead",
+        "KNOLYX_WEBHOOK_INBOX",
+        "Exit codes:",
+    ] {
+        assert!(out.stdout.contains(needle), "inbox --help lacks {needle}");
+    }
+    for (command, flags) in [
+        (
+            "list",
+            &["--state", "--limit", "--json", "--database-url", "--table"][..],
+        ),
+        (
+            "show",
+            &["--json", "--body", "--database-url", "--table"][..],
+        ),
+        ("retry", &["--all-dead", "--database-url", "--table"][..]),
+        (
+            "purge",
+            &["--older-than", "72h", "--database-url", "--table"][..],
+        ),
+    ] {
+        let out = run(&["inbox", command, "--help"], &[]).await;
+        assert_eq!(out.code, 0);
+        for flag in flags {
+            assert!(
+                out.stdout.contains(flag),
+                "inbox {command} --help lacks {flag}"
+            );
+        }
     }
 
     let out = run(&["send", "--help"], &[]).await;
@@ -42,9 +82,15 @@ async fn help_never_shows_secret_values_from_the_environment() {
         ("KNOLYX_API_KEY", "api-key-do-not-print"),
         ("KNOLYX_WEBHOOK_TOKEN", "token-do-not-print"),
     ];
+    let env = [
+        env[0],
+        env[1],
+        ("KNOLYX_WEBHOOK_INBOX", "postgres://u:db-do-not-print@h/d"),
+    ];
     for args in [
         &["webhooks", "create", "--help"][..],
         &["send", "--help"][..],
+        &["inbox", "list", "--help"][..],
     ] {
         let out = run(args, &env).await;
         assert_eq!(out.code, 0);

@@ -2,6 +2,7 @@
 //! against servers started in the test on 127.0.0.1.
 
 mod help;
+mod inbox;
 mod send;
 mod support;
 mod token_input;

@@ -4,7 +4,6 @@
 //! 503; and a `Worker` runs the user's handler from the inbox, retrying a failure until it
 //! succeeds. (The example receivers' `KNOLYX_WEBHOOK_INBOX` comes next.)
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,11 +11,11 @@ use std::time::Duration;
 use knolyx_webhook_core::WebhookReceiver;
 use knolyx_webhook_core::inbox::{EntryState, Inbox, Worker};
 use knolyx_webhook_core::testing::{TestEvent, service_url};
-use knolyx_webhook_examples::{RunningReceiver, actix_receiver, axum_receiver};
+use knolyx_webhook_examples::RunningReceiver;
 use knolyx_webhook_postgres::{PostgresInbox, sqlx};
 use tokio::sync::mpsc;
 
-use crate::support::counting;
+use crate::support::serve_counting;
 
 const TOKEN: &str = "examples-inbox-token";
 const WAIT: Duration = Duration::from_secs(20);
@@ -27,15 +26,7 @@ async fn serve(framework: &str, inbox: Arc<dyn Inbox>) -> (RunningReceiver, Arc<
         .inbox(inbox)
         .build()
         .unwrap();
-    let (handler, route_runs) = counting();
-    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let running = match framework {
-        "axum" => axum_receiver::spawn(receiver, handler, addr).await.unwrap(),
-        _ => actix_receiver::spawn(receiver, handler, addr, 1)
-            .await
-            .unwrap(),
-    };
-    (running, route_runs)
+    serve_counting(framework, receiver).await
 }
 
 async fn put(url: &str, body: Vec<u8>) -> (u16, String, bool) {

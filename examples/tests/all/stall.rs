@@ -15,11 +15,11 @@ use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, SettleOutcome, 
 use knolyx_webhook_core::testing::{
     CallOutcome, FaultyStore, StoreCall, StoreOp, TcpProxy, TestEvent,
 };
-use knolyx_webhook_examples::{RunningReceiver, actix_receiver, axum_receiver};
+use knolyx_webhook_examples::RunningReceiver;
 use knolyx_webhook_redis::RedisStore;
 use knolyx_webhook_redis::testing::PrivateRedis;
 
-use crate::support::counting;
+use crate::support::serve_counting;
 
 const TOKEN: &str = "examples-stall-token";
 /// Generous: only the failure path waits for it.
@@ -45,15 +45,7 @@ async fn serve<S: IdempotencyStore>(
         .store(store.clone())
         .build()
         .unwrap();
-    let (handler, runs) = counting();
-    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let running = match framework {
-        "axum" => axum_receiver::spawn(receiver, handler, addr).await.unwrap(),
-        _ => actix_receiver::spawn(receiver, handler, addr, 1)
-            .await
-            .unwrap(),
-    };
-    (running, runs)
+    serve_counting(framework, receiver).await
 }
 
 async fn setup(framework: &str, operation_timeout: Duration) -> Setup {

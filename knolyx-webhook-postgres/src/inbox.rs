@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use knolyx_webhook_core::WebhookEvent;
-use knolyx_webhook_core::inbox::{Accepted, Entry, EntryState, Inbox, ListFilter};
+use knolyx_webhook_core::inbox::{Accepted, Attempt, Entry, EntryState, Inbox, ListFilter};
 use knolyx_webhook_core::store::{
     OwnerToken, SettleOutcome, StoreError, StoreErrorKind, StoreResult, async_trait,
     saturating_millis, ttl_millis,
@@ -253,6 +253,79 @@ impl PostgresInbox {
         } else {
             Pooler::Direct
         }
+    }
+
+    /// Marks the entry of `attempt` done inside the caller's transaction (fenced: only if it
+    /// still runs under the attempt's lease), so that the handler's side effects and the
+    /// completion commit together, or not at all: exactly-once effects. For a worker built
+    /// with `Worker::builder_with_attempt`. On [`SettleOutcome::Settled`] the attempt is
+    /// [marked completed](Attempt::mark_completed) and the worker leaves the entry to your
+    /// commit; if the transaction then rolls back, the entry is taken again once its lease
+    /// expires. On [`SettleOutcome::NotOwner`] the lease was lost (another worker runs the
+    /// entry): roll back.
+    ///
+    /// Behind a transaction pooler ([`Pooler::Transaction`]) the completion is one simple
+    /// query; see `PostgresStore::complete_in_transaction` for your own statements there.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use knolyx_webhook_core::inbox::{Inbox, Worker};
+    /// use knolyx_webhook_core::store::SettleOutcome;
+    /// use knolyx_webhook_postgres::PostgresInbox;
+    ///
+    /// # async fn run(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let inbox = Arc::new(PostgresInbox::new(pool.clone()));
+    /// let completing = Arc::clone(&inbox);
+    /// let worker = Worker::builder_with_attempt(inbox, move |event, attempt| {
+    ///     let (inbox, pool) = (Arc::clone(&completing), pool.clone());
+    ///     async move {
+    ///         let mut tx = pool.begin().await?;
+    ///         sqlx::query("INSERT INTO enrolments (message_id) VALUES ($1)")
+    ///             .bind(event.id())
+    ///             .execute(&mut *tx)
+    ///             .await?;
+    ///         if inbox.complete_in_transaction(&mut tx, &attempt).await? == SettleOutcome::Settled {
+    ///             tx.commit().await?; // the enrolment and the completion, together
+    ///         }
+    ///         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    ///     }
+    /// })
+    /// .build()
+    /// .spawn();
+    /// # drop(worker);
+    /// # Ok(()) }
+    /// ```
+    pub async fn complete_in_transaction(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        attempt: &Attempt,
+    ) -> StoreResult<SettleOutcome> {
+        let owner = attempt.owner().to_string();
+        let args = [Arg::Text(attempt.id()), Arg::Text(&owner)];
+        let simple = self.simple.load(Ordering::Relaxed);
+        let sql = &self.queries.complete;
+        let row = error::within(self.operation_timeout, async {
+            if simple {
+                conn.fetch_one(sqlx::raw_sql(&sql::inline(sql, &args)?))
+                    .await
+            } else {
+                sql::bind(sql, &args).fetch_one(&mut *conn).await
+            }
+        })
+        .await;
+        if let Err(e) = &row
+            && !simple
+            && error::source_is_pooler_sign(e)
+        {
+            // The error aborted the caller's transaction; the next operation goes through.
+            self.simple.store(true, Ordering::Relaxed);
+        }
+        let count: i64 = row?.try_get(0).map_err(error::map)?;
+        if count == 0 {
+            return Ok(SettleOutcome::NotOwner);
+        }
+        attempt.mark_completed();
+        Ok(SettleOutcome::Settled)
     }
 
     /// The SQL that creates the table and its indexes (idempotent: `IF NOT EXISTS`), to

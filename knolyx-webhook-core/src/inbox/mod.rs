@@ -101,6 +101,9 @@ pub use memory::{DEFAULT_INBOX_CAPACITY, MemoryInbox, MemoryInboxBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHandle, backoff};
 
+mod attempt;
+pub use attempt::Attempt;
+
 /// How long done entries are kept by default, so that a retransmission is still known as a
 /// duplicate: 72 hours, as the idempotency store's retention.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(72 * 3600);

@@ -455,3 +455,98 @@ async fn a_dropped_handle_leaves_the_worker_running() {
         .unwrap();
     next(&mut calls).await;
 }
+
+/// Polls `show(id)` until the entry is gone (the worker's purge deleted it).
+async fn until_purged(inbox: &MemoryInbox, id: &str) {
+    tokio::time::timeout(SOON, async {
+        while inbox.show(id).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the worker purged the done entry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_purges_done_entries_past_retention_when_it_starts() {
+    let inbox = Arc::new(MemoryInbox::new());
+    let event = TestEvent::course_completed().build();
+    inbox.accept(&event).await.unwrap();
+    let owner = OwnerToken::generate();
+    inbox.take(owner, SOON, 1).await.unwrap();
+    assert_eq!(
+        inbox.complete(event.id(), owner).await.unwrap(),
+        SettleOutcome::Settled
+    );
+    // A pending entry is never purged, whatever its age.
+    let pending = TestEvent::course_started().build();
+    let (builder, _calls) = worker_over(&inbox, u32::MAX);
+    let worker = builder
+        .retention(Duration::ZERO)
+        .purge_interval(Duration::from_secs(3600))
+        .first_retry(Duration::from_secs(3600))
+        .build()
+        .spawn();
+    until_purged(&inbox, event.id()).await;
+    inbox.accept(&pending).await.unwrap();
+    worker.shutdown(SOON).await;
+    assert!(inbox.show(pending.id()).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_purges_what_it_handled_once_past_retention() {
+    let inbox = Arc::new(MemoryInbox::new());
+    let (builder, mut calls) = worker_over(&inbox, 0);
+    let worker = builder
+        .retention(Duration::ZERO)
+        .purge_interval(Duration::from_millis(20))
+        .build()
+        .spawn();
+    let event = TestEvent::course_completed().build();
+    inbox.accept(&event).await.unwrap();
+    next(&mut calls).await;
+    until_purged(&inbox, event.id()).await;
+    worker.shutdown(SOON).await;
+}
+
+/// A handler completing the entry itself (in its own transaction) marks the attempt; the
+/// worker then leaves the entry to that transaction. Here the first attempt's "transaction"
+/// rolls back (marked, not applied): the entry stays running, and once its lease expired it
+/// is taken again, and the second attempt's completion applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_completes_the_attempt_itself_is_not_completed_again() {
+    let inbox = Arc::new(MemoryInbox::new());
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let by_hand = Arc::clone(&inbox);
+    let worker = Worker::builder_with_attempt(inbox.clone(), move |event, attempt| {
+        let (inbox, tx) = (Arc::clone(&by_hand), tx.clone());
+        async move {
+            assert_eq!(attempt.id(), event.id());
+            if attempt.number() > 1 {
+                let done = inbox.complete(attempt.id(), attempt.owner()).await.unwrap();
+                assert_eq!(done, SettleOutcome::Settled);
+            }
+            attempt.mark_completed();
+            let _ = tx.send(attempt.number());
+            Ok::<(), String>(())
+        }
+    })
+    .wake_on(inbox.waker())
+    .lease(Duration::from_millis(300))
+    .poll_interval(Duration::from_millis(50))
+    .build()
+    .spawn();
+    let event = TestEvent::course_completed().build();
+    inbox.accept(&event).await.unwrap();
+    assert_eq!(next(&mut seen).await, 1);
+    let entry = inbox.show(event.id()).await.unwrap().unwrap();
+    assert_eq!(entry.state(), EntryState::Running, "left to the handler");
+    assert_eq!(
+        next(&mut seen).await,
+        2,
+        "taken over once the lease expired"
+    );
+    worker.shutdown(SOON).await;
+    let entry = inbox.show(event.id()).await.unwrap().unwrap();
+    assert_eq!((entry.state(), entry.attempts()), (EntryState::Done, 2));
+}

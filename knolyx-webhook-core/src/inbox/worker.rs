@@ -11,12 +11,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{Entry, Inbox};
+use super::{Attempt, DEFAULT_RETENTION, Entry, Inbox};
 use crate::event::WebhookEvent;
 use crate::store::{OwnerToken, SettleOutcome};
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
-type Handler = Arc<dyn Fn(WebhookEvent) -> HandlerFuture + Send + Sync + 'static>;
+type Handler = Arc<dyn Fn(WebhookEvent, Attempt) -> HandlerFuture + Send + Sync + 'static>;
 
 /// The longest last error kept, in bytes (longer messages are cut at a character boundary).
 const MAX_ERROR_LEN: usize = 2048;
@@ -33,6 +33,13 @@ const MAX_ERROR_LEN: usize = 2048;
 /// when a retry it scheduled is due, and otherwise every
 /// [`poll_interval`](WorkerBuilder::poll_interval). Each take uses a new [`OwnerToken`], so
 /// a lease taken over, even by this worker, fences its earlier holder.
+///
+/// The worker also purges the done entries past their
+/// [retention](WorkerBuilder::retention) (72 h by default, the window in which a
+/// retransmission is still a duplicate) every
+/// [`purge_interval`](WorkerBuilder::purge_interval), when it starts and then every 10
+/// minutes by default: every replica's worker may do so, the purge is one idempotent
+/// `DELETE`.
 ///
 /// Each attempt runs in a tracing span `knolyx_webhook.inbox.attempt` with the id, the
 /// type, the attempt number and the outcome (`done`, `retry`, `dead`, `lease_lost`,
@@ -81,6 +88,8 @@ struct Settings {
     first_retry: Duration,
     max_retry: Duration,
     max_attempts: u32,
+    retention: Duration,
+    purge_interval: Option<Duration>,
 }
 
 impl fmt::Debug for Worker {
@@ -109,8 +118,40 @@ impl Worker {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display + 'static,
     {
-        let handler: Handler = Arc::new(move |event| {
-            let run = handler(event);
+        Self::builder_with_attempt(inbox, move |event, _attempt| handler(event))
+    }
+
+    /// A builder of a worker running `handler` over `inbox`, the handler also given the
+    /// [`Attempt`]: its id, fencing owner and number. With it the handler can complete the
+    /// entry in its own database transaction (`PostgresInbox::complete_in_transaction`),
+    /// together with its side effects: exactly-once effects.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use knolyx_webhook_core::inbox::{Inbox, MemoryInbox, Worker};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let inbox: Arc<dyn Inbox> = Arc::new(MemoryInbox::new());
+    /// let worker = Worker::builder_with_attempt(inbox, |event, attempt| async move {
+    ///     if attempt.number() > 1 {
+    ///         println!("retrying {} (attempt {})", event.id(), attempt.number());
+    ///     }
+    ///     Ok::<(), std::io::Error>(())
+    /// })
+    /// .build()
+    /// .spawn();
+    /// # drop(worker);
+    /// # }
+    /// ```
+    pub fn builder_with_attempt<F, Fut, E>(inbox: Arc<dyn Inbox>, handler: F) -> WorkerBuilder
+    where
+        F: Fn(WebhookEvent, Attempt) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + 'static,
+    {
+        let handler: Handler = Arc::new(move |event, attempt| {
+            let run = handler(event, attempt);
             Box::pin(async move { run.await.map_err(|e| e.to_string()) })
         });
         WorkerBuilder {
@@ -125,6 +166,8 @@ impl Worker {
                     first_retry: Duration::from_secs(1),
                     max_retry: Duration::from_secs(3600),
                     max_attempts: 20,
+                    retention: DEFAULT_RETENTION,
+                    purge_interval: Some(Duration::from_secs(600)),
                 },
                 waker: None,
             },
@@ -148,7 +191,15 @@ impl Worker {
         let mut retry_due: Option<Instant> = None;
         // The handle was dropped: run on until the runtime ends.
         let mut detached = false;
+        // When the next purge of done entries is due.
+        let mut purge_due = s.purge_interval.map(|_| Instant::now());
         let grace = loop {
+            if let (Some(due), Some(every)) = (purge_due, s.purge_interval)
+                && due <= Instant::now()
+            {
+                self.purge().await;
+                purge_due = Some(Instant::now() + every);
+            }
             let room = s.concurrency.saturating_sub(running.len());
             let mut more = false;
             if room > 0 {
@@ -176,9 +227,10 @@ impl Worker {
                     }
                 }
             }
-            let wake_at = retry_due.map_or(Instant::now() + s.poll_interval, |at| {
-                at.min(Instant::now() + s.poll_interval)
-            });
+            let wake_at = [retry_due, purge_due]
+                .into_iter()
+                .flatten()
+                .fold(Instant::now() + s.poll_interval, Instant::min);
             let notified = async {
                 match &self.waker {
                     Some(waker) => waker.notified().await,
@@ -220,6 +272,23 @@ impl Worker {
         report
     }
 
+    /// Deletes the done entries past the retention window.
+    async fn purge(&self) {
+        match self.inbox.purge_done(self.settings.retention).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(
+                purged,
+                retention = ?self.settings.retention,
+                "knolyx-webhook: purged the inbox's done entries past retention"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                kind = %e.kind(),
+                "knolyx-webhook: could not purge the inbox's done entries (next try at the next purge interval)"
+            ),
+        }
+    }
+
     /// One attempt of `entry`, settled; in its tracing span.
     async fn attempt(self, entry: Entry, abandoned: watch::Receiver<bool>) -> Ended {
         let span = tracing::info_span!(
@@ -255,7 +324,8 @@ impl Worker {
         };
         // Time left to record the failure before the lease expires.
         let limit = s.lease - s.lease / 10;
-        let mut handler = tokio::spawn((self.handler)(event));
+        let attempt = Attempt::new(id, owner, entry.attempts());
+        let mut handler = tokio::spawn((self.handler)(event, attempt.clone()));
         let result = tokio::select! {
             joined = &mut handler => match joined {
                 Ok(result) => result,
@@ -281,6 +351,12 @@ impl Worker {
             }
         };
         match result {
+            Ok(()) if attempt.is_marked_completed() => {
+                // Completed by the handler, in its own transaction.
+                record("done");
+                tracing::info!("knolyx-webhook: inbox entry handled");
+                Ended::Finished
+            }
             Ok(()) => {
                 match self.inbox.complete(id, owner).await {
                     Ok(SettleOutcome::Settled) => {
@@ -433,6 +509,28 @@ impl WorkerBuilder {
     /// How many attempts an entry gets before it is dead (default 20; at least 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.worker.settings.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// How long done entries are kept before the worker purges them (default
+    /// [`DEFAULT_RETENTION`], 72 h): the window in which a retransmission of a handled
+    /// event is still answered as a duplicate.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.worker.settings.retention = retention;
+        self
+    }
+
+    /// How often the worker purges the done entries past [retention](Self::retention)
+    /// (default 10 minutes, and once when it starts).
+    pub fn purge_interval(mut self, interval: Duration) -> Self {
+        self.worker.settings.purge_interval = Some(interval);
+        self
+    }
+
+    /// The worker never purges (another process does, e.g. `knolyx-webhook inbox purge`
+    /// from cron).
+    pub fn without_purge(mut self) -> Self {
+        self.worker.settings.purge_interval = None;
         self
     }
 

@@ -274,3 +274,155 @@ async fn the_conformance_suite_passes_through_a_transaction_pooler() {
         drop_table(&direct, &table).await;
     }
 }
+
+/// Exactly-once effects: the handler's side effect and the entry's completion in one
+/// transaction. A worker whose lease was lost (another took the entry over) cannot complete
+/// it, so its transaction rolls back, and the effect exists once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_in_the_handlers_transaction_is_fenced_by_the_lease() {
+    use knolyx_webhook_core::inbox::Attempt;
+    let Some(url) = database_url() else { return };
+    let pool = pool(&url).await;
+    let table = unique_table("inbox_in_tx");
+    let effects = unique_table("inbox_in_tx_effects");
+    let inbox = inbox(&pool, &table).await;
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {effects} (message_id TEXT NOT NULL)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let sql = format!("INSERT INTO {effects} (message_id) VALUES ($1)");
+    let event = TestEvent::course_payment_received().build();
+    inbox.accept(&event).await.unwrap();
+
+    // Worker A takes it under a short lease and starts its transaction.
+    let a = OwnerToken::generate();
+    let taken = inbox.take(a, Duration::from_millis(300), 1).await.unwrap();
+    let a_attempt = Attempt::new(event.id(), a, taken[0].attempts());
+    let mut a_tx = pool.begin().await.unwrap();
+    let id = event.id();
+    sqlx::query(&sql)
+        .bind(id)
+        .execute(&mut *a_tx)
+        .await
+        .unwrap();
+
+    // A stalls past its lease: B takes the entry over (by the database's clock).
+    let b = OwnerToken::generate();
+    let taken_over = tokio::time::timeout(SOON, async {
+        loop {
+            let taken = inbox.take(b, Duration::from_secs(60), 1).await.unwrap();
+            if let Some(entry) = taken.into_iter().next() {
+                return entry;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the expired lease is taken over");
+    let b_attempt = Attempt::new(event.id(), b, taken_over.attempts());
+    let mut b_tx = pool.begin().await.unwrap();
+    sqlx::query(&sql)
+        .bind(id)
+        .execute(&mut *b_tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        inbox
+            .complete_in_transaction(&mut b_tx, &b_attempt)
+            .await
+            .unwrap(),
+        SettleOutcome::Settled
+    );
+    assert!(b_attempt.is_marked_completed());
+    b_tx.commit().await.unwrap();
+
+    // A wakes up: fenced out, it rolls back.
+    assert_eq!(
+        inbox
+            .complete_in_transaction(&mut a_tx, &a_attempt)
+            .await
+            .unwrap(),
+        SettleOutcome::NotOwner
+    );
+    assert!(!a_attempt.is_marked_completed());
+    a_tx.rollback().await.unwrap();
+
+    let (count,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {effects}"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "the effect exists once");
+    let entry = inbox.show(event.id()).await.unwrap().unwrap();
+    assert_eq!((entry.state(), entry.attempts()), (EntryState::Done, 2));
+    drop_table(&pool, &effects).await;
+    drop_table(&pool, &table).await;
+}
+
+/// A worker whose handler completes in its own transaction: every entry done, every effect
+/// once, and the worker never completes an entry a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_completing_in_the_handlers_transaction_runs_each_effect_once() {
+    let Some(url) = database_url() else { return };
+    let pool = pool(&url).await;
+    let table = unique_table("inbox_worker_tx");
+    let effects = unique_table("inbox_worker_tx_effects");
+    let inbox = Arc::new(inbox(&pool, &table).await);
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE {effects} (message_id TEXT NOT NULL)"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (tx, mut handled) = mpsc::unbounded_channel();
+    let (completing, db) = (Arc::clone(&inbox), pool.clone());
+    let insert = format!("INSERT INTO {effects} (message_id) VALUES ($1)");
+    let worker = Worker::builder_with_attempt(inbox.clone(), move |event, attempt| {
+        let (inbox, db, insert, tx) = (completing.clone(), db.clone(), insert.clone(), tx.clone());
+        async move {
+            let mut t = db.begin().await?;
+            sqlx::query(&insert)
+                .bind(event.id())
+                .execute(&mut *t)
+                .await?;
+            if inbox.complete_in_transaction(&mut t, &attempt).await? == SettleOutcome::Settled {
+                t.commit().await?;
+            }
+            let _ = tx.send(event.id().to_owned());
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        }
+    })
+    .poll_interval(Duration::from_millis(20))
+    .build()
+    .spawn();
+    const IDS: usize = 50;
+    for _ in 0..IDS {
+        inbox
+            .accept(&TestEvent::course_started().build())
+            .await
+            .unwrap();
+    }
+    for _ in 0..IDS {
+        tokio::time::timeout(SOON, handled.recv())
+            .await
+            .expect("handled in time")
+            .unwrap();
+    }
+    worker.shutdown(SOON).await;
+    let (count, distinct): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(*), count(DISTINCT message_id) FROM {effects}"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((count, distinct), (IDS as i64, IDS as i64));
+    let done = inbox
+        .list(ListFilter::all().state(EntryState::Done).limit(1000))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), IDS);
+    assert!(done.iter().all(|e| e.attempts() == 1));
+    drop_table(&pool, &effects).await;
+    drop_table(&pool, &table).await;
+}

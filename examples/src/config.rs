@@ -12,8 +12,8 @@
 //!   before printing its line; `KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST` (default 0): it fails the
 //!   first N attempts of each event id.
 //! - `KNOLYX_WEBHOOK_INBOX=postgres://…`: inbox mode, with `KNOLYX_INBOX_MAX_ATTEMPTS`
-//!   (default 20), `KNOLYX_INBOX_FIRST_RETRY_MS` (default 1000) and `KNOLYX_INBOX_LEASE_SECS`
-//!   (default 60).
+//!   (default 20), `KNOLYX_INBOX_FIRST_RETRY_MS` (default 1000), `KNOLYX_INBOX_LEASE_SECS`
+//!   (default 60) and `KNOLYX_INBOX_TABLE` (default `knolyx_webhook_inbox`).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,7 +23,7 @@ use std::time::Duration;
 use knolyx_webhook_core::inbox::{Inbox, Worker, WorkerHandle};
 use knolyx_webhook_core::store::{IdempotencyStore, MemoryStore};
 use knolyx_webhook_core::{SecretToken, WebhookReceiver};
-use knolyx_webhook_postgres::{PostgresInbox, PostgresStore};
+use knolyx_webhook_postgres::{DEFAULT_INBOX_TABLE, PostgresInbox, PostgresStore};
 
 use crate::handler::EventHandler;
 use knolyx_webhook_redis::RedisStore;
@@ -169,6 +169,9 @@ pub struct InboxConfig {
     pub first_retry: Duration,
     /// `KNOLYX_INBOX_LEASE_SECS` (default 60).
     pub lease: Duration,
+    /// `KNOLYX_INBOX_TABLE` (default `knolyx_webhook_inbox`): the inbox's table, created if
+    /// missing.
+    pub table: String,
 }
 
 impl fmt::Debug for InboxConfig {
@@ -178,6 +181,7 @@ impl fmt::Debug for InboxConfig {
             .field("max_attempts", &self.max_attempts)
             .field("first_retry", &self.first_retry)
             .field("lease", &self.lease)
+            .field("table", &self.table)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +250,9 @@ impl ReceiverConfig {
                     lease: Duration::from_secs(
                         number(&lookup, "KNOLYX_INBOX_LEASE_SECS", 60)?.max(1),
                     ),
+                    table: lookup("KNOLYX_INBOX_TABLE")
+                        .filter(|t| !t.trim().is_empty())
+                        .unwrap_or_else(|| DEFAULT_INBOX_TABLE.to_owned()),
                 })
             }
             Some(_) => {
@@ -291,6 +298,7 @@ impl ReceiverConfig {
                 .await
                 .map_err(|e| cannot(&e))?;
             let postgres = PostgresInbox::builder(store.pool().clone())
+                .table(&config.table)
                 .pooler(store.pooler())
                 .build()
                 .map_err(|e| cannot(&e))?;
@@ -314,6 +322,7 @@ impl ReceiverConfig {
             max_attempts: 20,
             first_retry: Duration::from_secs(1),
             lease: Duration::from_secs(60),
+            table: DEFAULT_INBOX_TABLE.to_owned(),
         });
         let waker = Arc::new(tokio::sync::Notify::new());
         // Behind a transaction pooler LISTEN cannot work: the worker then polls.

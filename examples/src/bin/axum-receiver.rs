@@ -9,7 +9,7 @@
 //! - `KNOLYX_WEBHOOK_INBOX=postgres://…`: inbox mode (the table is created if missing):
 //!   deliveries are stored and answered `200 queued`; a worker in this process prints the
 //!   line when it runs the event, retrying failures (`KNOLYX_INBOX_MAX_ATTEMPTS` 20,
-//!   `KNOLYX_INBOX_FIRST_RETRY_MS` 1000, `KNOLYX_INBOX_LEASE_SECS` 60).
+//!   `KNOLYX_INBOX_FIRST_RETRY_MS` 1000, `KNOLYX_INBOX_LEASE_SECS` 60, `KNOLYX_INBOX_TABLE` knolyx_webhook_inbox).
 //!   `KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST=N` fails the first N attempts of each id.
 //! - On SIGTERM or SIGINT: stops accepting, lets running handlers finish for up to
 //!   `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25), releases the claims of those still running

@@ -89,6 +89,13 @@ impl Replica {
         }
     }
 
+    /// `kill -9`: the process dies at once, nothing settled, nothing released.
+    pub(crate) fn kill9(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        assert!(sent.success());
+    }
+
     pub(crate) fn terminate(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

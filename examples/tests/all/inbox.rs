@@ -223,3 +223,369 @@ async fn the_receivers_in_inbox_mode_queue_then_retry_until_handled() {
         );
     }
 }
+
+/// Polls the inbox until `id` is done (the completion follows the handler's `Ok`).
+async fn until_done(inbox: &dyn Inbox, id: &str) {
+    let done = tokio::time::timeout(WAIT, async {
+        while inbox.show(id).await.ok().flatten().map(|e| e.state()) != Some(EntryState::Done) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "{id} is done: {:?}", inbox.show(id).await);
+}
+
+/// The database stalls (a partition: packets held, nothing refused) and recovers, in inbox
+/// mode, for real: PostgreSQL behind a [`TcpProxy`]. During the stall a delivery gets 503
+/// with Retry-After within the operation timeout (never an acknowledgement of what is not
+/// stored), and the worker's takes fail without a busy loop; after the heal the
+/// retransmission is acknowledged (stored now, or as a duplicate if the insert sent into the
+/// stall landed late), the worker recovers on its own, and each event runs exactly once.
+///
+/// [`TcpProxy`]: knolyx_webhook_core::testing::TcpProxy
+async fn inbox_stall(framework: &str) {
+    use knolyx_webhook_core::testing::TcpProxy;
+    use std::collections::HashMap;
+    use std::str::FromStr;
+    let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
+        return;
+    };
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
+    let upstream = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = TcpProxy::start(upstream).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_with(options.host("127.0.0.1").port(proxy.addr().port()))
+        .await
+        .unwrap();
+    let table = format!(
+        "knolyx_test_inbox_stall_{}",
+        knolyx_webhook_core::store::OwnerToken::generate()
+    );
+    let postgres = PostgresInbox::builder(pool.clone())
+        .table(&table)
+        .operation_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    postgres.migrate().await.unwrap();
+    let inbox: Arc<dyn Inbox> = Arc::new(postgres);
+    let (running, _) = serve(framework, Arc::clone(&inbox)).await;
+    let runs = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+    let worker = Worker::builder(Arc::clone(&inbox), {
+        let runs = Arc::clone(&runs);
+        move |event: knolyx_webhook_core::WebhookEvent| {
+            *runs
+                .lock()
+                .unwrap()
+                .entry(event.id().to_owned())
+                .or_default() += 1;
+            async { Ok::<(), String>(()) }
+        }
+    })
+    .poll_interval(Duration::from_millis(100))
+    .build()
+    .spawn();
+
+    let before = TestEvent::course_started();
+    let before_id = before.clone().build().id().to_owned();
+    assert_eq!(put(&running.url(), before.to_body().to_vec()).await.0, 200);
+    until_done(inbox.as_ref(), &before_id).await;
+
+    proxy.stall();
+    let during = TestEvent::course_payment_received();
+    let during_id = during.clone().build().id().to_owned();
+    let (status, text, _) = put(&running.url(), during.to_body().to_vec()).await;
+    assert_eq!(
+        (status, text.ends_with("(retry-after)")),
+        (503, true),
+        "{text}"
+    );
+    proxy.heal();
+
+    // Knolyx retransmits until acknowledged.
+    let acknowledged = tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, _, duplicate) = put(&running.url(), during.to_body().to_vec()).await;
+            if status == 200 {
+                break duplicate;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        acknowledged.is_ok(),
+        "the retransmission after the heal is acknowledged"
+    );
+    let after = TestEvent::course_completed();
+    let after_id = after.clone().build().id().to_owned();
+    assert_eq!(
+        put(&running.url(), after.to_body().to_vec()).await,
+        (200, "queued".into(), false)
+    );
+    until_done(inbox.as_ref(), &during_id).await;
+    until_done(inbox.as_ref(), &after_id).await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    running.stop().await;
+    let runs = runs.lock().unwrap().clone();
+    let once: HashMap<String, usize> = [before_id, during_id, after_id]
+        .into_iter()
+        .map(|id| (id, 1))
+        .collect();
+    assert_eq!(runs, once, "each event ran exactly once");
+    drop(proxy);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+        .execute(&pool)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_inbox_mode_answers_503_in_a_database_stall_and_recovers() {
+    inbox_stall("axum").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_inbox_mode_answers_503_in_a_database_stall_and_recovers() {
+    inbox_stall("actix-web").await;
+}
+
+/// The receiver binaries in inbox mode on a table of their own.
+mod binaries {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use knolyx_webhook_core::testing::{TestEvent, service_url};
+    use knolyx_webhook_postgres::sqlx;
+
+    use crate::deploy::{BINARIES, Replica, TOKEN};
+
+    /// A bound for what must happen soon (never a synchronisation).
+    const SOON: Duration = Duration::from_secs(30);
+
+    struct Table {
+        pool: sqlx::PgPool,
+        name: String,
+    }
+
+    impl Table {
+        async fn new(url: &str, test: &str) -> Self {
+            let name = format!(
+                "knolyx_test_{test}_{}",
+                knolyx_webhook_core::store::OwnerToken::generate()
+            );
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            Self { pool, name }
+        }
+
+        /// The states of the table's entries, counted.
+        async fn states(&self) -> HashMap<String, i64> {
+            let sql = format!("SELECT state, count(*) FROM {} GROUP BY state", self.name);
+            sqlx::query_as::<_, (String, i64)>(&sql)
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .collect()
+        }
+
+        /// Waits (polling the database) until `n` entries are done.
+        async fn until_done(&self, n: i64) {
+            let waited = tokio::time::timeout(SOON, async {
+                while self.states().await.get("done").copied().unwrap_or(0) < n {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            assert!(
+                waited.is_ok(),
+                "{n} done entries: {:?}",
+                self.states().await
+            );
+        }
+
+        async fn attempts(&self) -> HashMap<String, i32> {
+            let sql = format!("SELECT id, attempts FROM {}", self.name);
+            sqlx::query_as::<_, (String, i32)>(&sql)
+                .fetch_all(&self.pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect()
+        }
+
+        async fn drop(self) {
+            let sql = format!("DROP TABLE IF EXISTS {}", self.name);
+            let _ = sqlx::raw_sql(&sql).execute(&self.pool).await;
+        }
+    }
+
+    fn start(path: &str, url: &str, table: &str, env: &[(&str, &str)]) -> Replica {
+        let mut all = vec![
+            ("KNOLYX_WEBHOOK_INBOX", url),
+            ("KNOLYX_INBOX_TABLE", table),
+            ("KNOLYX_SHUTDOWN_GRACE_SECS", "5"),
+        ];
+        all.extend_from_slice(env);
+        Replica::start_with(path, &all)
+    }
+
+    /// Delivers `body` to `url`: the status and whether it was answered as a duplicate.
+    async fn deliver(
+        client: &reqwest::Client,
+        url: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, bool) {
+        let response = client
+            .put(url)
+            .header("x-webhook-security-token", TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let duplicate = response
+            .headers()
+            .contains_key("x-knolyx-webhook-duplicate");
+        (response.status().as_u16(), duplicate)
+    }
+
+    /// How many times each id appears in the event lines of `stdout`.
+    fn handled(stdout: &str) -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for line in stdout.lines() {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            *seen
+                .entry(event["id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        seen
+    }
+
+    /// `kill -9` of a receiver holding acknowledged, unprocessed entries (16 running, their
+    /// handlers mid-way, and 4 pending behind them): a receiver started afterwards on the
+    /// same table takes the pending ones at once and the running ones once their lease
+    /// expired, and runs each exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receiver_killed_with_acknowledged_entries_loses_none() {
+        let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
+            return;
+        };
+        for path in BINARIES {
+            let table = Table::new(&url, "inbox_kill").await;
+            let slow = start(
+                path,
+                &url,
+                &table.name,
+                &[
+                    ("KNOLYX_EXAMPLE_HANDLER_DELAY_MS", "600000"),
+                    ("KNOLYX_INBOX_LEASE_SECS", "3"),
+                ],
+            );
+            let client = reqwest::Client::new();
+            let events: Vec<_> = (0..20)
+                .map(|_| TestEvent::course_payment_received().build())
+                .collect();
+            for event in &events {
+                let body = event.raw().clone();
+                assert_eq!(deliver(&client, &slow.url, body).await, (200, false));
+            }
+            // The worker runs 16 at once: wait until all 16 handlers started.
+            for _ in 0..16 {
+                slow.wait_for_line("handler started");
+            }
+            assert_eq!(table.states().await.get("running"), Some(&16), "{path}");
+            slow.kill9();
+            let (status, stdout) = slow.exit();
+            assert!(!status.success(), "{path}: killed");
+            assert_eq!(stdout, "", "{path}: the killed receiver handled nothing");
+
+            let next = start(path, &url, &table.name, &[("KNOLYX_INBOX_LEASE_SECS", "3")]);
+            table.until_done(20).await;
+            next.terminate();
+            let (status, stdout) = next.exit();
+            assert!(status.success(), "{path}: {status}");
+            let seen = handled(&stdout);
+            assert_eq!(seen.len(), 20, "{path}: every event handled: {seen:?}");
+            assert!(
+                seen.values().all(|n| *n == 1),
+                "{path}: once each: {seen:?}"
+            );
+            // 16 had an attempt cut by the kill; the 4 pending ones ran once.
+            let attempts = table.attempts().await;
+            let mut counts: Vec<i32> = attempts.values().copied().collect();
+            counts.sort_unstable();
+            assert_eq!(counts, [vec![1; 4], vec![2; 16]].concat(), "{path}");
+            table.drop().await;
+        }
+    }
+
+    /// Two replicas (one of each adapter) on one table: concurrent copies of one id sent to
+    /// both are stored once (one `queued`, one duplicate), and with many distinct ids sent
+    /// to either, each event is handled exactly once across the two.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_handle_each_event_once() {
+        let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
+            return;
+        };
+        let table = Table::new(&url, "inbox_replicas").await;
+        let replicas: Vec<Replica> = BINARIES
+            .iter()
+            .map(|path| start(path, &url, &table.name, &[]))
+            .collect();
+        let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+        let client = reqwest::Client::new();
+
+        // 20 ids, each sent to both replicas at once.
+        const COPIED: usize = 20;
+        for _ in 0..COPIED {
+            let body = TestEvent::course_completed().to_body();
+            let (a, b) = tokio::join!(
+                deliver(&client, &urls[0], body.clone()),
+                deliver(&client, &urls[1], body)
+            );
+            let mut answers = [a, b];
+            answers.sort_unstable();
+            assert_eq!(
+                answers,
+                [(200, false), (200, true)],
+                "one stored, one duplicate"
+            );
+        }
+        // 200 distinct ids, 16 at a time, alternating between the replicas.
+        const DISTINCT: usize = 200;
+        let bodies: Vec<_> = (0..DISTINCT)
+            .map(|_| TestEvent::course_started().to_body())
+            .collect();
+        for (n, chunk) in bodies.chunks(16).enumerate() {
+            let sends = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| deliver(&client, &urls[(n + i) % 2], body.clone()));
+            for answer in futures_util::future::join_all(sends).await {
+                assert_eq!(answer, (200, false));
+            }
+        }
+        let total = (COPIED + DISTINCT) as i64;
+        table.until_done(total).await;
+        let mut seen = HashMap::new();
+        for replica in replicas {
+            replica.terminate();
+            let (status, stdout) = replica.exit();
+            assert!(status.success(), "{status}");
+            for (id, n) in handled(&stdout) {
+                *seen.entry(id).or_insert(0) += n;
+            }
+        }
+        assert_eq!(seen.len() as i64, total, "every event handled");
+        assert!(
+            seen.values().all(|n| *n == 1),
+            "an event ran twice: {seen:?}"
+        );
+        table.drop().await;
+    }
+}

@@ -34,8 +34,8 @@ const DEAD: &str = "cli-dead";
 const DEAD_2: &str = "cli-dead-2";
 const DONE: &str = "cli-done";
 
-/// A new table holding one pending, one running, two dead and one done entry.
-async fn seed(url: String, test: &str) -> Seeded {
+/// A new, empty inbox table.
+async fn empty(url: String, test: &str) -> Seeded {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&url)
@@ -48,6 +48,18 @@ async fn seed(url: String, test: &str) -> Seeded {
         .build()
         .expect("a valid table name");
     inbox.migrate().await.expect("migrate the inbox");
+    Seeded {
+        url,
+        pool,
+        table,
+        inbox,
+    }
+}
+
+/// A new table holding one pending, one running, two dead and one done entry.
+async fn seed(url: String, test: &str) -> Seeded {
+    let seeded = empty(url, test).await;
+    let inbox = &seeded.inbox;
     let worker = OwnerToken::generate();
     let lease = Duration::from_secs(3600);
     // One at a time: the entry just accepted is the only one due, so `take` gets it.
@@ -71,12 +83,7 @@ async fn seed(url: String, test: &str) -> Seeded {
     }
     let event = TestEvent::course_payment_received().id(PENDING).build();
     inbox.accept(&event).await.expect("accept");
-    Seeded {
-        url,
-        pool,
-        table,
-        inbox,
-    }
+    seeded
 }
 
 impl Seeded {
@@ -365,4 +372,120 @@ async fn a_missing_or_unreachable_database_is_reported_without_its_password() {
         assert!(out.stderr.contains(table), "{}", out.stderr);
         assert!(out.stderr.contains(needle), "{}", out.stderr);
     }
+}
+
+/// End to end: a delivery acknowledged over HTTP by a receiver in inbox mode, its handler
+/// failing until the entry is dead after the maximum attempts; `inbox retry ID` through the
+/// binary puts it back, and the worker (woken by NOTIFY) runs it to done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_entry_retried_from_the_cli_is_run_by_the_worker() {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use knolyx_webhook_core::WebhookReceiver;
+    use knolyx_webhook_core::inbox::Worker;
+    use knolyx_webhook_examples::{EventHandler, axum_receiver};
+
+    let Some(url) = database_url() else { return };
+    let seeded = empty(url, "e2e_retry").await;
+    let inbox: Arc<dyn Inbox> = Arc::new(seeded.inbox.clone());
+    let receiver = WebhookReceiver::builder()
+        .token("cli-inbox-e2e-token")
+        .inbox(Arc::clone(&inbox))
+        .build()
+        .unwrap();
+    let route: EventHandler = Arc::new(|_| Box::pin(async { Ok(()) }));
+    let running = axum_receiver::spawn(receiver, route, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let waker = Arc::new(tokio::sync::Notify::new());
+    let _listening = seeded
+        .inbox
+        .wake_on_notify(Arc::clone(&waker))
+        .await
+        .unwrap();
+    // Fails the first two calls of each id; the entry is dead after two attempts.
+    let calls = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
+    let (ran, mut runs) = tokio::sync::mpsc::unbounded_channel();
+    let worker = Worker::builder(
+        Arc::clone(&inbox),
+        move |event: knolyx_webhook_core::WebhookEvent| {
+            let n = {
+                let mut calls = calls.lock().unwrap();
+                let n = calls.entry(event.id().to_owned()).or_default();
+                *n += 1;
+                *n
+            };
+            let _ = ran.send((event.id().to_owned(), n));
+            async move {
+                if n <= 2 {
+                    Err(format!("the CRM answered 502 (call {n})"))
+                } else {
+                    Ok(())
+                }
+            }
+        },
+    )
+    .max_attempts(2)
+    .first_retry(Duration::from_millis(50))
+    .wake_on(waker)
+    .build()
+    .spawn();
+
+    let event = TestEvent::course_payment_received();
+    let id = event.clone().build().id().to_owned();
+    let response = reqwest::Client::new()
+        .put(running.url())
+        .header("x-webhook-security-token", "cli-inbox-e2e-token")
+        .body(event.to_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "queued");
+    for call in 1..=2 {
+        assert_eq!(next(&mut runs).await, (id.clone(), call));
+    }
+    let dead = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let entry = seeded.inbox.show(&id).await.unwrap().unwrap();
+            if entry.state() == EntryState::Dead {
+                break entry;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("dead after the maximum attempts");
+    assert!(
+        dead.last_error().unwrap().contains("(call 2)"),
+        "{:?}",
+        dead.last_error()
+    );
+
+    let out = run(&seeded.args(&["inbox", "retry", &id]), &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(next(&mut runs).await, (id.clone(), 3));
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        while seeded.state(&id).await != Some(EntryState::Done) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        done.is_ok(),
+        "done after the retry: {:?}",
+        seeded.state(&id).await
+    );
+    worker.shutdown(Duration::from_secs(5)).await;
+    running.stop().await;
+    seeded.drop_table().await;
+}
+
+async fn next<T>(runs: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), runs.recv())
+        .await
+        .expect("the worker ran the handler")
+        .unwrap()
 }

@@ -244,25 +244,11 @@ async fn until_done(inbox: &dyn Inbox, id: &str) {
 ///
 /// [`TcpProxy`]: knolyx_webhook_core::testing::TcpProxy
 async fn inbox_stall(framework: &str) {
-    use knolyx_webhook_core::testing::TcpProxy;
     use std::collections::HashMap;
-    use std::str::FromStr;
     let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
         return;
     };
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
-    let upstream = tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = TcpProxy::start(upstream).await.unwrap();
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_millis(500))
-        .connect_with(options.host("127.0.0.1").port(proxy.addr().port()))
-        .await
-        .unwrap();
+    let (proxy, pool) = crate::support::postgres_behind_proxy(&url).await;
     let table = format!(
         "knolyx_test_inbox_stall_{}",
         knolyx_webhook_core::store::OwnerToken::generate()

@@ -266,19 +266,7 @@ async fn postgres_claim_timed_out_in_a_stall(framework: &str) {
         return;
     };
     use knolyx_webhook_postgres::{PostgresStore, sqlx};
-    use std::str::FromStr;
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
-    let upstream = tokio::net::lookup_host((options.get_host(), options.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = TcpProxy::start(upstream).await.unwrap();
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(options.host("127.0.0.1").port(proxy.addr().port()))
-        .await
-        .unwrap();
+    let (proxy, pool) = crate::support::postgres_behind_proxy(&url).await;
     let table = format!(
         "knolyx_test_stall_{}",
         knolyx_webhook_core::store::OwnerToken::generate()

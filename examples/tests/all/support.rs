@@ -35,3 +35,32 @@ pub(crate) async fn serve_counting(
     };
     (running, runs)
 }
+
+/// The test database (`url`) behind a [`TcpProxy`] the test can stall, heal and cut, and a
+/// pool of four connections through it.
+///
+/// [`TcpProxy`]: knolyx_webhook_core::testing::TcpProxy
+pub(crate) async fn postgres_behind_proxy(
+    url: &str,
+) -> (
+    knolyx_webhook_core::testing::TcpProxy,
+    knolyx_webhook_postgres::sqlx::PgPool,
+) {
+    use knolyx_webhook_postgres::sqlx;
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).unwrap();
+    let upstream = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = knolyx_webhook_core::testing::TcpProxy::start(upstream)
+        .await
+        .unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options.host("127.0.0.1").port(proxy.addr().port()))
+        .await
+        .unwrap();
+    (proxy, pool)
+}

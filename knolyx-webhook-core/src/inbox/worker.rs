@@ -28,7 +28,8 @@ const MAX_ERROR_LEN: usize = 2048;
 /// which it is dead with its last error. A handler that panics, or runs for 90 % of the
 /// [lease](WorkerBuilder::lease) (it is then cancelled), has failed.
 ///
-/// The worker takes when it starts, when a handler finishes (a slot is free), when its
+/// The worker takes when it starts, when handlers finished (half a batch of slots free, or
+/// every slot: it refills by half batches, each take being a round trip), when its
 /// [waker](WorkerBuilder::wake_on) is woken (the PostgreSQL inbox feeds one from `LISTEN`),
 /// when a retry it scheduled is due, and otherwise every
 /// [`poll_interval`](WorkerBuilder::poll_interval). Each take uses a new [`OwnerToken`], so
@@ -202,7 +203,10 @@ impl Worker {
             }
             let room = s.concurrency.saturating_sub(running.len());
             let mut more = false;
-            if room > 0 {
+            // Refill by half batches while handlers run, not one take per finished
+            // handler: each take is a round trip and a commit of its own.
+            let refill = (s.batch.min(s.concurrency) / 2).max(1);
+            if room > 0 && (running.is_empty() || room >= refill) {
                 let want = room.min(s.batch);
                 match self.inbox.take(OwnerToken::generate(), s.lease, want).await {
                     Ok(entries) => {

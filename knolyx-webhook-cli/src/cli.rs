@@ -281,8 +281,12 @@ pub struct TriggerArgs {
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Base URL of the running sandbox.
-    #[arg(long, env = "KNOLYX_API_URL", value_name = "URL",
-          default_value = "http://127.0.0.1:8900")]
+    #[arg(
+        long,
+        env = "KNOLYX_API_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8900"
+    )]
     pub api_url: String,
     /// API key, sent as X-Api-Key (never printed).
     #[arg(

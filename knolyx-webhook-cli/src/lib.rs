@@ -40,8 +40,7 @@ use clap::Parser as _;
 pub use cli::{
     ApiArgs, Cli, Command, CreateArgs, DatabaseArgs, IdArgs, InboxCommand, InboxListArgs,
     InboxPurgeArgs, InboxRetryArgs, InboxShowArgs, ListArgs, OutputArgs, PingArgs, SandboxArgs,
-    SandboxCommand, SandboxServeArgs, SendArgs, StateArg, TokenArgs, TriggerArgs,
-    WebhooksCommand,
+    SandboxCommand, SandboxServeArgs, SendArgs, StateArg, TokenArgs, TriggerArgs, WebhooksCommand,
 };
 
 /// Parses the process's command line and runs it; the binary's `main`.

@@ -33,7 +33,10 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
             }
         }
         WebhooksCommand::List(args) => {
-            let webhooks = client(&args.api, false)?.list().await.map_err(api_failure)?;
+            let webhooks = client(&args.api, false)?
+                .list()
+                .await
+                .map_err(api_failure)?;
             let webhooks: Vec<Webhook> = webhooks.into_iter().map(shown).collect();
             if args.output.json {
                 print_json(&json!(webhooks));
@@ -43,7 +46,12 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
         }
         WebhooksCommand::Get(args) => {
             let id = webhook_id(&args.id)?;
-            let webhook = shown(client(&args.api, false)?.get(&id).await.map_err(api_failure)?);
+            let webhook = shown(
+                client(&args.api, false)?
+                    .get(&id)
+                    .await
+                    .map_err(api_failure)?,
+            );
             if args.output.json {
                 print_json(&json!(webhook));
             } else {
@@ -52,7 +60,10 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
         }
         WebhooksCommand::Delete(args) => {
             let id = webhook_id(&args.id)?;
-            client(&args.api, false)?.delete(&id).await.map_err(api_failure)?;
+            client(&args.api, false)?
+                .delete(&id)
+                .await
+                .map_err(api_failure)?;
             if args.output.json {
                 print_json(&json!({ "deleted": id }));
             } else {

@@ -21,7 +21,9 @@ use tokio::task::JoinSet;
 
 use super::sender::{self, Message, Policy};
 use super::state::{State, StoredWebhook};
-use super::{Attempt, AttemptLog, MAX_RETRY_STEPS, MAX_WAIT, TRIGGER_PATH, TriggerLine, TriggerSummary};
+use super::{
+    Attempt, AttemptLog, MAX_RETRY_STEPS, MAX_WAIT, TRIGGER_PATH, TriggerLine, TriggerSummary,
+};
 
 /// Everything a request handler needs.
 #[derive(Clone)]
@@ -305,7 +307,10 @@ async fn ping(shared: &Shared, project: &str, webhooks: Vec<StoredWebhook>) -> V
         pings.spawn(async move {
             let report = |attempt: Attempt| {
                 shared.print(&attempt);
-                collected.lock().unwrap_or_else(|p| p.into_inner()).push(attempt);
+                collected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(attempt);
             };
             sender::deliver(
                 &shared.http,
@@ -414,7 +419,9 @@ async fn trigger(Extract(shared): Extract<Shared>, headers: HeaderMap, body: Byt
         send(&TriggerLine::Summary(summary));
     });
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
-        stream.poll_recv(cx).map(|line| line.map(Ok::<_, Infallible>))
+        stream
+            .poll_recv(cx)
+            .map(|line| line.map(Ok::<_, Infallible>))
     }));
     (
         StatusCode::OK,

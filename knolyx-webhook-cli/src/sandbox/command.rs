@@ -173,10 +173,7 @@ async fn run_trigger(args: TriggerArgs) -> Result<ExitCode, Failure> {
             .then(|| "check --api-key and --project-id (KNOLYX_API_KEY, KNOLYX_PROJECT_ID)");
         return Err(Failure {
             code: exit::REJECTED,
-            message: format!(
-                "the sandbox refused the trigger: {status}: {}",
-                body.trim()
-            ),
+            message: format!("the sandbox refused the trigger: {status}: {}", body.trim()),
             hint: hint.map(str::to_owned),
         });
     }

@@ -292,7 +292,10 @@ impl SandboxBuilder {
         };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("knolyx-webhook-sandbox/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "knolyx-webhook-sandbox/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(SandboxError::Client)?;
         let shared = api::Shared {

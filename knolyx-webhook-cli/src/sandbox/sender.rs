@@ -120,9 +120,8 @@ async fn attempt(
 ) -> (Option<u16>, Option<String>, f64) {
     let started = Instant::now();
     let result = async {
-        let mut token = HeaderValue::from_str(&webhook.security_token).map_err(|_| {
-            "the security token cannot be sent as a header value".to_owned()
-        })?;
+        let mut token = HeaderValue::from_str(&webhook.security_token)
+            .map_err(|_| "the security token cannot be sent as a header value".to_owned())?;
         token.set_sensitive(true);
         let response = http
             .put(&webhook.url)

@@ -231,10 +231,7 @@ mod tests {
         let a = state.create("p1", "a".into(), "http://x".into(), "t".into());
         let b = state.create("p1", "b".into(), "http://x".into(), "t".into());
         let c = state.create("p2", "c".into(), "http://x".into(), "t".into());
-        assert_eq!(
-            [a.unwrap().id, b.unwrap().id, c.unwrap().id],
-            [1, 2, 1]
-        );
+        assert_eq!([a.unwrap().id, b.unwrap().id, c.unwrap().id], [1, 2, 1]);
         assert!(state.delete("p1", 2).unwrap());
         assert!(!state.delete("p1", 2).unwrap());
         assert!(!state.delete("p2", 2).unwrap());

@@ -66,11 +66,27 @@ pub(crate) fn router(shared: Shared) -> Router {
 }
 
 /// A refusal: the status and `{"error": message}`.
-fn reject(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
 }
 
-type Refusal = Response;
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn reject(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+    }
+}
+
+/// What a handler answers: its response, or a refusal.
+type Answer = Result<Response, Refusal>;
 
 /// The project a request is for, once its `X-Api-Key` and `X-Project-Id` are checked:
 /// a missing or empty header is 400, a key other than `--api-key`'s is 401.
@@ -102,12 +118,14 @@ fn webhook(shared: &Shared, project: &str, id: &str) -> Result<StoredWebhook, Re
     id.parse::<u64>()
         .ok()
         .and_then(|n| shared.state.get(project, n))
-        .ok_or_else(|| {
-            reject(
-                StatusCode::NOT_FOUND,
-                format!("no webhook {id} in project {project}"),
-            )
-        })
+        .ok_or_else(|| no_webhook(project, id))
+}
+
+fn no_webhook(project: &str, id: &str) -> Refusal {
+    reject(
+        StatusCode::NOT_FOUND,
+        format!("no webhook {id} in project {project}"),
+    )
 }
 
 /// A saved change that could not be written.
@@ -162,59 +180,45 @@ fn check_url(strict: bool, url: &str) -> Result<(), Refusal> {
 
 /// `POST /public/api/v1/webhook` with `{"name", "url", "securityToken"}`: registers the
 /// webhook, then sends it a PING (as Knolyx does) before answering.
-async fn create(Extract(shared): Extract<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let project = match project(&shared, &headers) {
-        Ok(project) => project,
-        Err(refusal) => return refusal,
-    };
+async fn create(Extract(shared): Extract<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let project = project(&shared, &headers)?;
     let body: Value = match serde_json::from_slice(&body) {
         Ok(value @ Value::Object(_)) => value,
         _ => {
-            return reject(
+            return Err(reject(
                 StatusCode::BAD_REQUEST,
                 "the body must be a JSON object {\"name\", \"url\", \"securityToken\"}",
-            );
+            ));
         }
     };
-    let fields = (|| {
-        let name = required_string(&body, "name")?;
-        let url = required_string(&body, "url")?;
-        let token = required_string(&body, "securityToken")?;
-        check_url(shared.strict, url)?;
-        SecretToken::new(token).map_err(|e| {
-            reject(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("`securityToken`: {e}"),
-            )
-        })?;
-        Ok::<_, Refusal>((name.to_owned(), url.to_owned(), token.to_owned()))
-    })();
-    let (name, url, token) = match fields {
-        Ok(fields) => fields,
-        Err(refusal) => return refusal,
-    };
-    let webhook = match shared.state.create(&project, name, url, token) {
-        Ok(webhook) => webhook,
-        Err(e) => return unsaved(&e),
-    };
+    let name = required_string(&body, "name")?;
+    let url = required_string(&body, "url")?;
+    let token = required_string(&body, "securityToken")?;
+    check_url(shared.strict, url)?;
+    SecretToken::new(token).map_err(|e| {
+        reject(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`securityToken`: {e}"),
+        )
+    })?;
+    let webhook = shared
+        .state
+        .create(&project, name.to_owned(), url.to_owned(), token.to_owned())
+        .map_err(|e| unsaved(&e))?;
     ping(&shared, &project, vec![webhook.clone()]).await;
-    (StatusCode::CREATED, axum::Json(webhook.to_json())).into_response()
+    Ok((StatusCode::CREATED, axum::Json(webhook.to_json())).into_response())
 }
 
 /// `GET /public/api/v1/webhook`: the project's webhooks, as a JSON array.
-async fn list(Extract(shared): Extract<Shared>, headers: HeaderMap) -> Response {
-    match project(&shared, &headers) {
-        Ok(project) => {
-            let webhooks: Vec<Value> = shared
-                .state
-                .list(&project)
-                .iter()
-                .map(StoredWebhook::to_json)
-                .collect();
-            axum::Json(Value::Array(webhooks)).into_response()
-        }
-        Err(refusal) => refusal,
-    }
+async fn list(Extract(shared): Extract<Shared>, headers: HeaderMap) -> Answer {
+    let project = project(&shared, &headers)?;
+    let webhooks: Vec<Value> = shared
+        .state
+        .list(&project)
+        .iter()
+        .map(StoredWebhook::to_json)
+        .collect();
+    Ok(axum::Json(Value::Array(webhooks)).into_response())
 }
 
 /// `GET /public/api/v1/webhook/{id}`.
@@ -222,11 +226,10 @@ async fn get_one(
     Extract(shared): Extract<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    match project(&shared, &headers).and_then(|p| webhook(&shared, &p, &id)) {
-        Ok(webhook) => axum::Json(webhook.to_json()).into_response(),
-        Err(refusal) => refusal,
-    }
+) -> Answer {
+    let project = project(&shared, &headers)?;
+    let webhook = webhook(&shared, &project, &id)?;
+    Ok(axum::Json(webhook.to_json()).into_response())
 }
 
 /// `DELETE /public/api/v1/webhook/{id}`: 204.
@@ -234,32 +237,26 @@ async fn delete(
     Extract(shared): Extract<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let (project, webhook) =
-        match project(&shared, &headers).and_then(|p| webhook(&shared, &p, &id).map(|w| (p, w))) {
-            Ok(found) => found,
-            Err(refusal) => return refusal,
-        };
-    match shared.state.delete(&project, webhook.id) {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+) -> Answer {
+    let project = project(&shared, &headers)?;
+    let webhook = webhook(&shared, &project, &id)?;
+    if shared
+        .state
+        .delete(&project, webhook.id)
+        .map_err(|e| unsaved(&e))?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
         // Deleted by a concurrent call between the lookup and now.
-        Ok(false) => reject(
-            StatusCode::NOT_FOUND,
-            format!("no webhook {id} in project {project}"),
-        ),
-        Err(e) => unsaved(&e),
+        Err(no_webhook(&project, &id))
     }
 }
 
 /// `POST /public/api/v1/webhook/ping`: a PING to every webhook of the project.
-async fn ping_all(Extract(shared): Extract<Shared>, headers: HeaderMap) -> Response {
-    match project(&shared, &headers) {
-        Ok(project) => {
-            let webhooks = shared.state.list(&project);
-            pinged(ping(&shared, &project, webhooks).await)
-        }
-        Err(refusal) => refusal,
-    }
+async fn ping_all(Extract(shared): Extract<Shared>, headers: HeaderMap) -> Answer {
+    let project = project(&shared, &headers)?;
+    let webhooks = shared.state.list(&project);
+    Ok(pinged(ping(&shared, &project, webhooks).await))
 }
 
 /// `POST /public/api/v1/webhook/{id}/ping`: a PING to one webhook.
@@ -267,13 +264,10 @@ async fn ping_one(
     Extract(shared): Extract<Shared>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    let (project, webhook) =
-        match project(&shared, &headers).and_then(|p| webhook(&shared, &p, &id).map(|w| (p, w))) {
-            Ok(found) => found,
-            Err(refusal) => return refusal,
-        };
-    pinged(ping(&shared, &project, vec![webhook]).await)
+) -> Answer {
+    let project = project(&shared, &headers)?;
+    let webhook = webhook(&shared, &project, &id)?;
+    Ok(pinged(ping(&shared, &project, vec![webhook]).await))
 }
 
 /// The answer of the ping endpoints: 200 with what each PING got.
@@ -347,19 +341,11 @@ struct TriggerRequest {
 /// retransmissions, and streams every attempt back as one JSON line
 /// ([`TriggerLine::Attempt`]), then the [`TriggerLine::Summary`], once every delivery is
 /// settled.
-async fn trigger(Extract(shared): Extract<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let project = match project(&shared, &headers) {
-        Ok(project) => project,
-        Err(refusal) => return refusal,
-    };
-    let request: TriggerRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("bad trigger request: {e}")),
-    };
-    let (message, policy) = match trigger_plan(request) {
-        Ok(plan) => plan,
-        Err(refusal) => return refusal,
-    };
+async fn trigger(Extract(shared): Extract<Shared>, headers: HeaderMap, body: Bytes) -> Answer {
+    let project = project(&shared, &headers)?;
+    let request: TriggerRequest = serde_json::from_slice(&body)
+        .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad trigger request: {e}")))?;
+    let (message, policy) = trigger_plan(request)?;
     let webhooks = shared.state.list(&project);
     let (lines, mut stream) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     tokio::spawn(async move {
@@ -423,12 +409,12 @@ async fn trigger(Extract(shared): Extract<Shared>, headers: HeaderMap, body: Byt
             .poll_recv(cx)
             .map(|line| line.map(Ok::<_, Infallible>))
     }));
-    (
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// The message and the retransmission policy of a trigger request, checked.

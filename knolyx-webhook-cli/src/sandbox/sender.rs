@@ -85,7 +85,7 @@ impl Attempt {
 
 /// `1500` as `1.5s`, `200` as `200ms`.
 pub(crate) fn show_ms(ms: u64) -> String {
-    if ms >= 1000 && ms % 100 == 0 {
+    if ms >= 1000 && ms.is_multiple_of(100) {
         format!("{}s", ms as f64 / 1000.0)
     } else {
         format!("{ms}ms")

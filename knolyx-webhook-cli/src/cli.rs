@@ -28,7 +28,8 @@ Examples:
   knolyx-webhook sandbox --api-key dev-key --state sandbox.json
   knolyx-webhook webhooks create --allow-local --name dev --url http://localhost:3000/webhooks/knolyx \\
     --api-url http://127.0.0.1:8900 --api-key dev-key --project-id 1
-  knolyx-webhook sandbox trigger course-completed --api-key dev-key --project-id 1
+  knolyx-webhook sandbox trigger course-completed --api-url http://127.0.0.1:8900 \\
+    --api-key dev-key --project-id 1
 
   # Operate the durable inbox: see the dead entries, replay them, purge old done ones.
   export KNOLYX_WEBHOOK_INBOX=postgres://user:password@db.example.com/app
@@ -280,25 +281,11 @@ pub struct TriggerArgs {
     /// Message id to use (default: a new random UUID).
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
-    /// Base URL of the running sandbox.
-    #[arg(
-        long,
-        env = "KNOLYX_API_URL",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:8900"
-    )]
-    pub api_url: String,
-    /// API key, sent as X-Api-Key (never printed).
-    #[arg(
-        long,
-        env = "KNOLYX_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub api_key: String,
-    /// Project id, sent as X-Project-Id: the event goes to this project's webhooks.
-    #[arg(long, env = "KNOLYX_PROJECT_ID", value_name = "ID")]
-    pub project_id: String,
+    /// The running sandbox (its base URL in --api-url, e.g. http://127.0.0.1:8900), the
+    /// API key and the project whose webhooks get the event. --timeout bounds the wait for
+    /// the sandbox to answer, not the deliveries.
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Waits before each retransmission of a delivery not answered 2xx: a comma-separated
     /// list of a number and a unit, ms, s or m.
     #[arg(long, value_name = "WAITS", default_value = "200ms,500ms,1s,2s",
@@ -326,9 +313,7 @@ impl fmt::Debug for TriggerArgs {
             .field("event_type", &self.event_type)
             .field("data_file", &self.data_file)
             .field("id", &self.id)
-            .field("api_url", &redact_url(&self.api_url))
-            .field("api_key", &REDACTED)
-            .field("project_id", &self.project_id)
+            .field("api", &self.api)
             .field("retry_schedule", &self.retry_schedule)
             .field("no_retry", &self.no_retry)
             .field("duplicate_rate", &self.duplicate_rate)

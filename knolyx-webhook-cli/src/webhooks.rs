@@ -99,6 +99,16 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
 /// Builds the API client from the flags (or their environment variables); `allow_local`
 /// lets `create` send URLs Knolyx refuses (for the sandbox).
 fn client(api: &ApiArgs, allow_local: bool) -> Result<KnolyxClient, Failure> {
+    check_api(api)?;
+    KnolyxClient::builder(&api.api_url, api.api_key.as_str(), api.project_id.as_str())
+        .timeout(api.timeout)
+        .allow_local_webhook_urls(allow_local)
+        .build()
+        .map_err(api_failure)
+}
+
+/// Refuses an empty API key or project id.
+pub(crate) fn check_api(api: &ApiArgs) -> Result<(), Failure> {
     if api.api_key.trim().is_empty() {
         return Err(Failure::usage(
             "the API key is empty (set --api-key or KNOLYX_API_KEY)",
@@ -109,11 +119,7 @@ fn client(api: &ApiArgs, allow_local: bool) -> Result<KnolyxClient, Failure> {
             "the project id is empty (set --project-id or KNOLYX_PROJECT_ID)",
         ));
     }
-    KnolyxClient::builder(&api.api_url, api.api_key.as_str(), api.project_id.as_str())
-        .timeout(api.timeout)
-        .allow_local_webhook_urls(allow_local)
-        .build()
-        .map_err(api_failure)
+    Ok(())
 }
 
 /// A webhook id from the command line.

@@ -292,36 +292,58 @@ async fn ping(shared: &Shared, project: &str, webhooks: Vec<StoredWebhook>) -> V
             event_type: "PING".to_owned(),
             body: event.to_body(),
         };
-        let (shared, project, policy, collected) = (
-            shared.clone(),
-            project.to_owned(),
-            policy.clone(),
-            Arc::clone(&collected),
-        );
-        pings.spawn(async move {
-            let report = |attempt: Attempt| {
-                shared.print(&attempt);
+        let collected = Arc::clone(&collected);
+        spawn_delivery(
+            &mut pings,
+            shared,
+            project,
+            webhook,
+            message,
+            &policy,
+            move |attempt| {
                 collected
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(attempt);
-            };
-            sender::deliver(
-                &shared.http,
-                &shared.state,
-                &project,
-                webhook,
-                &message,
-                &policy,
-                &report,
-            )
-            .await
-        });
+            },
+        );
     }
     while pings.join_next().await.is_some() {}
     let mut attempts = std::mem::take(&mut *collected.lock().unwrap_or_else(|p| p.into_inner()));
     attempts.sort_by_key(|a| a.webhook_id);
     attempts
+}
+
+/// Delivers `message` to `webhook` in a task of `set`, printing every attempt (as the
+/// sandbox's `log` says) and handing it to `report`; the task ends with whether the
+/// webhook answered 2xx.
+fn spawn_delivery(
+    set: &mut JoinSet<bool>,
+    shared: &Shared,
+    project: &str,
+    webhook: StoredWebhook,
+    message: Message,
+    policy: &Policy,
+    report: impl Fn(Attempt) + Send + Sync + 'static,
+) {
+    let (shared, project, policy) = (shared.clone(), project.to_owned(), policy.clone());
+    set.spawn(async move {
+        let printer = shared.clone();
+        let report = move |attempt: Attempt| {
+            printer.print(&attempt);
+            report(attempt);
+        };
+        sender::deliver(
+            &shared.http,
+            &shared.state,
+            &project,
+            webhook,
+            &message,
+            &policy,
+            &report,
+        )
+        .await
+    });
 }
 
 /// The body of `POST /sandbox/v1/trigger`.
@@ -367,32 +389,19 @@ async fn trigger(Extract(shared): Extract<Shared>, headers: HeaderMap, body: Byt
         let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut deliveries = JoinSet::new();
         for webhook in webhooks {
-            let (shared, project, message, policy, send, attempts) = (
-                shared.clone(),
-                project.clone(),
+            let (send, attempts) = (send.clone(), Arc::clone(&attempts));
+            spawn_delivery(
+                &mut deliveries,
+                &shared,
+                &project,
+                webhook,
                 message.clone(),
-                policy.clone(),
-                send.clone(),
-                Arc::clone(&attempts),
-            );
-            deliveries.spawn(async move {
-                let printer = shared.clone();
-                let report = move |attempt: Attempt| {
+                &policy,
+                move |attempt| {
                     attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    printer.print(&attempt);
                     send(&TriggerLine::Attempt(attempt));
-                };
-                sender::deliver(
-                    &shared.http,
-                    &shared.state,
-                    &project,
-                    webhook,
-                    &message,
-                    &policy,
-                    &report,
-                )
-                .await
-            });
+                },
+            );
         }
         while let Some(done) = deliveries.join_next().await {
             if done.unwrap_or(false) {

@@ -13,7 +13,7 @@ use super::{AttemptLog, Sandbox, TRIGGER_PATH, TriggerLine, TriggerSummary};
 use crate::cli::{SandboxArgs, SandboxCommand, SandboxServeArgs, TriggerArgs};
 use crate::exit::{self, Failure};
 use crate::send::{build_event, read_data_file};
-use crate::webhooks::error_chain;
+use crate::webhooks::{check_api, error_chain};
 
 /// Runs `sandbox` or `sandbox trigger`.
 pub(crate) async fn run(args: SandboxArgs) -> Result<ExitCode, Failure> {
@@ -106,29 +106,20 @@ async fn terminated() -> &'static str {
 /// Asks the sandbox at `--api-url` to deliver the event, prints every attempt as it
 /// streams back, then the summary.
 async fn run_trigger(args: TriggerArgs) -> Result<ExitCode, Failure> {
-    let base = Url::parse(args.api_url.trim())
+    let base = Url::parse(args.api.api_url.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| {
             Failure::usage(format!(
                 "--api-url `{}` is not an http(s) URL",
-                redact_url(&args.api_url)
+                redact_url(&args.api.api_url)
             ))
         })?;
     let shown = redact_url(base.as_str()).trim_end_matches('/').to_owned();
     let url = base
         .join(TRIGGER_PATH)
         .map_err(|e| Failure::usage(format!("--api-url: {e}")))?;
-    if args.api_key.trim().is_empty() {
-        return Err(Failure::usage(
-            "the API key is empty (set --api-key or KNOLYX_API_KEY)",
-        ));
-    }
-    if args.project_id.trim().is_empty() {
-        return Err(Failure::usage(
-            "the project id is empty (set --project-id or KNOLYX_PROJECT_ID)",
-        ));
-    }
+    check_api(&args.api)?;
     let data = args.data_file.as_deref().map(read_data_file).transpose()?;
     let event = build_event(&args.event_type, args.id.as_deref(), data.as_deref())?;
     let schedule: Vec<u64> = if args.no_retry {
@@ -155,16 +146,25 @@ async fn run_trigger(args: TriggerArgs) -> Result<ExitCode, Failure> {
         .connect_timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| Failure::usage(format!("cannot build the HTTP client: {e}")))?;
-    let mut key = reqwest::header::HeaderValue::from_str(args.api_key.trim())
+    let mut key = reqwest::header::HeaderValue::from_str(args.api.api_key.trim())
         .map_err(|_| Failure::usage("the API key cannot be sent as an HTTP header value"))?;
     key.set_sensitive(true);
-    let mut response = http
+    let sent = http
         .post(url)
         .header("X-Api-Key", key)
-        .header("X-Project-Id", args.project_id.trim())
+        .header("X-Project-Id", args.api.project_id.trim())
         .json(&request)
-        .send()
+        .send();
+    let mut response = tokio::time::timeout(args.api.timeout, sent)
         .await
+        .map_err(|_| Failure {
+            code: exit::TRANSPORT,
+            message: format!(
+                "the sandbox at {shown} did not answer within {:?}",
+                args.api.timeout
+            ),
+            hint: None,
+        })?
         .map_err(|e| unreachable(&e))?;
     let status = response.status();
     if !status.is_success() {
@@ -206,7 +206,7 @@ async fn run_trigger(args: TriggerArgs) -> Result<ExitCode, Failure> {
         eprintln!(
             "note: project {} has no webhooks in this sandbox: nothing was delivered \
              (register one with `knolyx-webhook webhooks create --allow-local …`)",
-            args.project_id.trim()
+            args.api.project_id.trim()
         );
         return Ok(ExitCode::from(exit::REJECTED));
     }

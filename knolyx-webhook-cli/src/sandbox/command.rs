@@ -236,14 +236,16 @@ fn show_line(line: &[u8], json: bool) -> Result<Option<TriggerSummary>, Failure>
         }
         TriggerLine::Summary(summary) => {
             if !json {
+                let plural =
+                    |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
                 println!(
-                    "{} {}: {} webhooks, {} delivered, {} failed, {} attempts",
+                    "{} {}: {}, {} delivered, {} failed, {}",
                     summary.event_type,
                     summary.message_id,
-                    summary.webhooks,
+                    plural(summary.webhooks, "webhook"),
                     summary.delivered,
                     summary.failed,
-                    summary.attempts
+                    plural(summary.attempts, "attempt"),
                 );
             }
             Ok(Some(summary))

@@ -44,6 +44,7 @@ async fn serve(args: SandboxServeArgs) -> Result<ExitCode, Failure> {
         .bind(addr)
         .await
         .map_err(|e| Failure::usage(error_chain(&e)))?;
+    let signal = terminated();
     // Notes go to stderr: stdout has one line per delivery attempt only.
     eprintln!("Knolyx sandbox listening on {}", sandbox.url());
     eprintln!(
@@ -71,35 +72,42 @@ async fn serve(args: SandboxServeArgs) -> Result<ExitCode, Failure> {
         "  trigger events with: knolyx-webhook sandbox trigger TYPE --api-url {}",
         sandbox.url()
     );
-    let signal = terminated().await;
+    let signal = signal.await;
     eprintln!("{signal}: stopping the sandbox");
     sandbox.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on the first SIGTERM or SIGINT (Ctrl-C), with its name.
-async fn terminated() -> &'static str {
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C), with its name. The handlers are
+/// installed when this is called, before the first poll: call it before saying the
+/// sandbox is ready, so a signal sent right after is not missed.
+fn terminated() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
+        let handlers = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "Ctrl-C"
+        );
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                },
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    "Ctrl-C"
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 

@@ -335,6 +335,37 @@ async fn a_failing_handler_is_retried_until_handled_exactly_once() {
         .collect();
     assert_eq!(handled.len(), 1);
 
+    // The same in text: one line per attempt, then the summary.
+    let out = sandbox
+        .cli(
+            "7",
+            &[
+                "sandbox",
+                "trigger",
+                "course-started",
+                "--retry-schedule",
+                "20ms,20ms",
+            ],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", out.stdout);
+    assert!(
+        lines[0].starts_with("Triggering COURSE_STARTED "),
+        "{}",
+        lines[0]
+    );
+    for line in &lines[1..3] {
+        assert!(line.contains("500 Internal Server Error") && line.ends_with("retry in 20ms"));
+    }
+    assert!(lines[3].contains("attempt 3: 200 OK"), "{}", lines[3]);
+    assert!(
+        lines[4].ends_with(": 1 webhook, 1 delivered, 0 failed, 3 attempts"),
+        "{}",
+        lines[4]
+    );
+
     // Retries exhausted: exit 1, the handler never succeeded.
     let stubborn = Flaky::failing_first(10);
     let r2 = receiver("t-stubborn", &stubborn).await;

@@ -23,15 +23,25 @@ Examples:
   knolyx-webhook webhooks ping 42
   knolyx-webhook webhooks delete 42
 
+  # A local Knolyx for development and CI: register http://localhost webhooks, get the
+  # PING, trigger events, watch a failing handler be retried (two terminals).
+  knolyx-webhook sandbox --api-key dev-key --state sandbox.json
+  knolyx-webhook webhooks create --allow-local --name dev --url http://localhost:3000/webhooks/knolyx \\
+    --api-url http://127.0.0.1:8900 --api-key dev-key --project-id 1
+  knolyx-webhook sandbox trigger course-completed --api-url http://127.0.0.1:8900 \\
+    --api-key dev-key --project-id 1
+
   # Operate the durable inbox: see the dead entries, replay them, purge old done ones.
   export KNOLYX_WEBHOOK_INBOX=postgres://user:password@db.example.com/app
   knolyx-webhook inbox list --state dead
   knolyx-webhook inbox retry --all-dead
 
 Environment:
-  KNOLYX_API_URL        base URL of the Knolyx API (webhooks commands)
-  KNOLYX_API_KEY        API key, sent as X-Api-Key; never printed (webhooks commands)
-  KNOLYX_PROJECT_ID     project id, sent as X-Project-Id (webhooks commands)
+  KNOLYX_API_URL        base URL of the Knolyx API (webhooks commands, sandbox trigger)
+  KNOLYX_API_KEY        API key, sent as X-Api-Key; never printed (webhooks commands,
+                        sandbox trigger)
+  KNOLYX_PROJECT_ID     project id, sent as X-Project-Id (webhooks commands, sandbox
+                        trigger)
   KNOLYX_WEBHOOK_TOKEN  the receiver's security token (send, unless --token or
                         --token-file is given)
   KNOLYX_WEBHOOK_INBOX  the inbox's PostgreSQL URL (inbox commands, unless
@@ -42,12 +52,14 @@ instead of --token, which other users see in `ps` and your shell history. URLs a
 printed without their user:password@ part.
 
 Exit codes:
-  0  success (send: every delivery answered 2xx, duplicates included)
+  0  success (send: every delivery answered 2xx, duplicates included; sandbox trigger:
+     every webhook answered 2xx at some attempt)
   1  the server answered with an error (send: some delivery got 4xx/5xx;
-     webhooks: the API answered non-2xx or with a body that could not be read)
+     webhooks: the API answered non-2xx or with a body that could not be read;
+     sandbox trigger: some webhook never answered 2xx, or the project has none)
   2  usage or configuration error (bad flag, missing setting, unknown event type,
      unreadable --data-file or --token-file, a webhook URL Knolyx would refuse, a
-     security token the receiver would refuse)
+     security token the receiver would refuse; sandbox: cannot listen, unusable --state)
   3  transport failure: no HTTP response at all (connection refused, DNS, TLS, timeout);
      inbox: the database could not be reached";
 
@@ -98,6 +110,40 @@ Examples:
 Exit codes: 0 all deliveries answered 2xx; 1 some answered 4xx/5xx; 2 usage error;
 3 some delivery got no HTTP response (connection refused, timeout, …).";
 
+/// Text shown after `sandbox --help`.
+const SANDBOX_AFTER_HELP: &str = "\
+The sandbox is a local Knolyx on 127.0.0.1: the Webhook API as the vendor documents it
+(POST/GET /public/api/v1/webhook, GET/DELETE /public/api/v1/webhook/ID, POST
+/public/api/v1/webhook/ping, POST /public/api/v1/webhook/ID/ping; X-Api-Key and
+X-Project-Id required), webhooks kept per project, and a sender. Unlike Knolyx it accepts
+http://localhost URLs (--strict applies the platform's rules). It sends a PING, with the
+webhook's security token, on create and on the ping endpoints.
+
+`sandbox trigger TYPE` delivers an event to every webhook of the project (TYPE as for
+`send`: course-completed, PING, …; any name with --data-file). A delivery not answered
+2xx within --attempt-timeout is retransmitted after each wait of --retry-schedule
+(--no-retry: once only); --duplicate-rate R retransmits a delivered message too, with
+probability R, as an at-least-once sender may. Both the sandbox and trigger print one
+line per attempt (--json: one JSON object a line); trigger ends with a summary once every
+delivery is settled.
+
+Walkthrough, in two terminals:
+  # terminal 1: the sandbox (webhooks kept in sandbox.json across restarts)
+  knolyx-webhook sandbox --api-key dev-key --state sandbox.json
+  # terminal 2: a receiver whose handler fails the first 2 attempts of each event
+  KNOLYX_WEBHOOK_TOKEN=dev-token KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST=2 \\
+    cargo run -p knolyx-webhook-examples --bin axum-receiver &
+  export KNOLYX_API_URL=http://127.0.0.1:8900 KNOLYX_API_KEY=dev-key KNOLYX_PROJECT_ID=1
+  knolyx-webhook webhooks create --allow-local --name dev \\
+    --url http://localhost:3000/webhooks/knolyx --token dev-token
+  knolyx-webhook sandbox trigger course-completed
+  knolyx-webhook sandbox trigger bundle-payment-received --retry-schedule 100ms,1s --json
+
+Exit codes (trigger): 0 every webhook answered 2xx; 1 some never did (or the project has
+no webhooks, or the sandbox refused the call); 2 usage error; 3 the sandbox could not be
+reached. The sandbox itself: 0 after SIGINT/SIGTERM; 2 it cannot start (port taken,
+unusable --state file).";
+
 /// Text shown after `webhooks --help`.
 const WEBHOOKS_AFTER_HELP: &str = "\
 Every webhooks command needs the API's base URL, an API key and a project id, from the
@@ -113,9 +159,13 @@ Examples:
   knolyx-webhook webhooks ping 42       # one webhook
   knolyx-webhook webhooks delete 42
 
+Against a local `knolyx-webhook sandbox`, `create --allow-local` registers http and
+localhost URLs (Knolyx itself refuses them).
+
 Exit codes: 0 success; 1 the API answered with an error; 2 usage or configuration error
-(including a webhook URL Knolyx would refuse: http, localhost, loopback, and a security
-token the receiver would refuse); 3 the API could not be reached.";
+(including a webhook URL Knolyx would refuse: http, localhost, loopback, unless
+--allow-local, and a security token the receiver would refuse); 3 the API could not be
+reached.";
 
 /// Manage Knolyx webhooks and send test events to a receiver.
 ///
@@ -128,7 +178,9 @@ token the receiver would refuse); 3 the API could not be reached.";
     long_about = "Manage Knolyx webhooks and fire realistic test events at your receiver.\n\n\
 `webhooks` registers, lists, pings and deletes the endpoints Knolyx delivers events to, \
 through the Knolyx Webhook API. `send` delivers an event the way Knolyx does to any URL, \
-http://localhost included, so a receiver can be tested without a tunnel. `inbox` lists, \
+http://localhost included, so a receiver can be tested without a tunnel. `sandbox` runs a \
+local Knolyx (the Webhook API and its sender, retransmissions included) that accepts \
+http://localhost webhooks. `inbox` lists, \
 shows, retries and purges the entries of a receiver's durable inbox on PostgreSQL.",
     after_help = AFTER_HELP,
     propagate_version = true
@@ -151,6 +203,124 @@ pub enum Command {
     /// Operate a receiver's durable inbox on PostgreSQL: list, show, retry and purge entries.
     #[command(subcommand, after_help = INBOX_AFTER_HELP)]
     Inbox(InboxCommand),
+    /// Run a local Knolyx (Webhook API and sender, http://localhost allowed), or trigger an
+    /// event in a running one.
+    #[command(after_help = SANDBOX_AFTER_HELP)]
+    Sandbox(SandboxArgs),
+}
+
+/// `sandbox`: serve, or `sandbox trigger`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SandboxArgs {
+    /// `trigger`; without it, the sandbox is served.
+    #[command(subcommand)]
+    pub command: Option<SandboxCommand>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub serve: SandboxServeArgs,
+}
+
+/// `sandbox` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Deliver an event to every webhook of the project, through a running sandbox, with
+    /// retransmissions; exits once every delivery is settled.
+    #[command(after_help = SANDBOX_AFTER_HELP)]
+    Trigger(TriggerArgs),
+}
+
+/// How the sandbox is served. `Debug` redacts the API key.
+#[derive(Args)]
+pub struct SandboxServeArgs {
+    /// Port to listen on, on 127.0.0.1 (0: a free one, printed).
+    #[arg(long, value_name = "PORT", default_value_t = crate::sandbox::DEFAULT_PORT)]
+    pub port: u16,
+    /// Require this X-Api-Key on every call (401 otherwise). Default: any non-empty key.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Keep the webhooks in this JSON file (created if missing, rewritten atomically on
+    /// every change), so they survive a restart. Default: in memory.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Apply the platform's URL rules (https, not localhost or loopback) to new webhooks.
+    #[arg(long)]
+    pub strict: bool,
+    /// Give up on a PING after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub attempt_timeout: Duration,
+    /// Print one JSON object per delivery attempt on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl fmt::Debug for SandboxServeArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxServeArgs")
+            .field("port", &self.port)
+            .field("api_key", &self.api_key.as_ref().map(|_| REDACTED))
+            .field("state", &self.state)
+            .field("strict", &self.strict)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+/// `sandbox trigger`. `Debug` redacts the API key.
+#[derive(Args)]
+pub struct TriggerArgs {
+    /// Event type, as for `send`: PING, COURSE_COMPLETED, COURSE_STARTED,
+    /// COURSE_PAYMENT_RECEIVED, BUNDLE_PAYMENT_RECEIVED, in any case, with `-` or `_`. With
+    /// --data-file, any type name.
+    #[arg(value_name = "TYPE")]
+    pub event_type: String,
+    /// Use this file's JSON as the event's `data` (`-` reads stdin); allows any type name.
+    #[arg(long, value_name = "PATH")]
+    pub data_file: Option<PathBuf>,
+    /// Message id to use (default: a new random UUID).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// The running sandbox (its base URL in --api-url, e.g. http://127.0.0.1:8900), the
+    /// API key and the project whose webhooks get the event. --timeout bounds the wait for
+    /// the sandbox to answer, not the deliveries.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Waits before each retransmission of a delivery not answered 2xx: a comma-separated
+    /// list of a number and a unit, ms, s or m.
+    #[arg(long, value_name = "WAITS", default_value = "200ms,500ms,1s,2s",
+          value_delimiter = ',', value_parser = parse_wait, conflicts_with = "no_retry")]
+    pub retry_schedule: Vec<Duration>,
+    /// Deliver once: no retransmission.
+    #[arg(long)]
+    pub no_retry: bool,
+    /// Probability, 0.0 to 1.0, that a delivered message is retransmitted once more anyway
+    /// (an at-least-once sender's duplicate).
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate)]
+    pub duplicate_rate: f64,
+    /// Give up on an attempt after this many seconds (then it is retransmitted).
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub attempt_timeout: Duration,
+    /// Print one JSON object a line (`{"attempt": …}`, then `{"summary": …}`) instead of
+    /// text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl fmt::Debug for TriggerArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TriggerArgs")
+            .field("event_type", &self.event_type)
+            .field("data_file", &self.data_file)
+            .field("id", &self.id)
+            .field("api", &self.api)
+            .field("retry_schedule", &self.retry_schedule)
+            .field("no_retry", &self.no_retry)
+            .field("duplicate_rate", &self.duplicate_rate)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("json", &self.json)
+            .finish()
+    }
 }
 
 /// `inbox` subcommands.
@@ -365,6 +535,10 @@ pub struct CreateArgs {
     /// once.
     #[command(flatten)]
     pub token: TokenArgs,
+    /// Send a URL Knolyx would refuse (http, localhost, loopback): for a local
+    /// `knolyx-webhook sandbox`, which accepts them.
+    #[arg(long)]
+    pub allow_local: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub api: ApiArgs,
@@ -379,6 +553,7 @@ impl fmt::Debug for CreateArgs {
             .field("name", &self.name)
             .field("url", &redact_url(&self.url))
             .field("token", &self.token)
+            .field("allow_local", &self.allow_local)
             .field("api", &self.api)
             .field("output", &self.output)
             .finish()
@@ -521,6 +696,42 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Parses a wait of a retry schedule: a whole number and a unit, `ms`, `s` or `m`
+/// (`200ms`, `1s`), at most [`MAX_WAIT`](crate::sandbox::MAX_WAIT).
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a wait: give a number and a unit, ms, s or m (200ms, 1s)"
+            ));
+        }
+    };
+    let max = crate::sandbox::MAX_WAIT;
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .map(Duration::from_millis)
+        .filter(|wait| *wait <= max)
+        .ok_or_else(|| format!("`{text}`: give a number, up to {}s", max.as_secs()))
+}
+
+/// Parses a probability from 0.0 to 1.0.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("`{text}` is not a rate from 0.0 to 1.0")),
+    }
+}
+
 /// Parses an age: a whole number and a unit, `s`, `m`, `h` or `d` (`72h`, `0s`).
 fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -644,6 +855,22 @@ mod tests {
         assert_eq!(parse_age("90m"), Ok(Duration::from_secs(5400)));
         for bad in ["", "h", "72", "1.5h", "-1s", "3w", "99999999999999999999d"] {
             assert!(parse_age(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn waits_and_rates_parse() {
+        assert_eq!(parse_wait("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_wait("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_wait("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_wait("0ms"), Ok(Duration::ZERO));
+        for bad in ["", "200", "1.5s", "-1s", "1h", "11m", "ms"] {
+            assert!(parse_wait(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_rate("0.25"), Ok(0.25));
+        assert_eq!(parse_rate("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "x", "NaN"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
         }
     }
 

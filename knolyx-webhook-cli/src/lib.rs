@@ -6,6 +6,11 @@
 //!   the way Knolyx does (HTTP PUT, JSON, `X-Webhook-Security-Token`) to any URL,
 //!   `http://localhost` included, and reports each response (status, duplicate marker,
 //!   timing).
+//! - `knolyx-webhook sandbox` runs a local Knolyx (the Webhook API and its sender, on
+//!   127.0.0.1, `http://localhost` webhooks allowed) and `knolyx-webhook sandbox trigger
+//!   TYPE` delivers an event to every webhook of a project through it, with
+//!   retransmissions; the server is the library module [`sandbox`], to start in-process
+//!   from your own tests.
 //! - `knolyx-webhook inbox list|show|retry|purge --database-url URL` operates a receiver's
 //!   durable inbox on PostgreSQL through
 //!   [`PostgresInbox`](knolyx_webhook_postgres::PostgresInbox) (URL default:
@@ -23,6 +28,7 @@
 mod cli;
 pub mod exit;
 mod inbox;
+pub mod sandbox;
 mod send;
 mod token;
 mod webhooks;
@@ -33,8 +39,8 @@ use clap::Parser as _;
 
 pub use cli::{
     ApiArgs, Cli, Command, CreateArgs, DatabaseArgs, IdArgs, InboxCommand, InboxListArgs,
-    InboxPurgeArgs, InboxRetryArgs, InboxShowArgs, ListArgs, OutputArgs, PingArgs, SendArgs,
-    StateArg, TokenArgs, WebhooksCommand,
+    InboxPurgeArgs, InboxRetryArgs, InboxShowArgs, ListArgs, OutputArgs, PingArgs, SandboxArgs,
+    SandboxCommand, SandboxServeArgs, SendArgs, StateArg, TokenArgs, TriggerArgs, WebhooksCommand,
 };
 
 /// Parses the process's command line and runs it; the binary's `main`.
@@ -61,6 +67,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Webhooks(command) => webhooks::run(command).await,
             Command::Send(args) => send::run(args).await,
             Command::Inbox(command) => inbox::run(command).await,
+            Command::Sandbox(args) => sandbox::command::run(args).await,
         }
     });
     match result {

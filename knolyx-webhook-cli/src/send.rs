@@ -103,7 +103,7 @@ pub(crate) fn build_event(
 }
 
 /// Reads `--data-file` (`-` is stdin).
-fn read_data_file(path: &Path) -> Result<String, Failure> {
+pub(crate) fn read_data_file(path: &Path) -> Result<String, Failure> {
     let result = if path == Path::new("-") {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).map(|_| text)

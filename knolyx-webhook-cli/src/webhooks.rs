@@ -15,7 +15,7 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
     match command {
         WebhooksCommand::Create(args) => {
             let token = token::given(&args.token)?;
-            let client = client(&args.api)?;
+            let client = client(&args.api, args.allow_local)?;
             let generated = token.is_none();
             let request = match token {
                 Some(token) => CreateWebhook::new(args.name, args.url, token.expose_secret()),
@@ -33,7 +33,10 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
             }
         }
         WebhooksCommand::List(args) => {
-            let webhooks = client(&args.api)?.list().await.map_err(api_failure)?;
+            let webhooks = client(&args.api, false)?
+                .list()
+                .await
+                .map_err(api_failure)?;
             let webhooks: Vec<Webhook> = webhooks.into_iter().map(shown).collect();
             if args.output.json {
                 print_json(&json!(webhooks));
@@ -43,7 +46,12 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
         }
         WebhooksCommand::Get(args) => {
             let id = webhook_id(&args.id)?;
-            let webhook = shown(client(&args.api)?.get(&id).await.map_err(api_failure)?);
+            let webhook = shown(
+                client(&args.api, false)?
+                    .get(&id)
+                    .await
+                    .map_err(api_failure)?,
+            );
             if args.output.json {
                 print_json(&json!(webhook));
             } else {
@@ -52,7 +60,10 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
         }
         WebhooksCommand::Delete(args) => {
             let id = webhook_id(&args.id)?;
-            client(&args.api)?.delete(&id).await.map_err(api_failure)?;
+            client(&args.api, false)?
+                .delete(&id)
+                .await
+                .map_err(api_failure)?;
             if args.output.json {
                 print_json(&json!({ "deleted": id }));
             } else {
@@ -60,7 +71,7 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
             }
         }
         WebhooksCommand::Ping(args) => {
-            let client = client(&args.api)?;
+            let client = client(&args.api, false)?;
             match args.id {
                 Some(id) => {
                     let id = webhook_id(&id)?;
@@ -85,8 +96,19 @@ pub(crate) async fn run(command: WebhooksCommand) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the API client from the flags (or their environment variables).
-fn client(api: &ApiArgs) -> Result<KnolyxClient, Failure> {
+/// Builds the API client from the flags (or their environment variables); `allow_local`
+/// lets `create` send URLs Knolyx refuses (for the sandbox).
+fn client(api: &ApiArgs, allow_local: bool) -> Result<KnolyxClient, Failure> {
+    check_api(api)?;
+    KnolyxClient::builder(&api.api_url, api.api_key.as_str(), api.project_id.as_str())
+        .timeout(api.timeout)
+        .allow_local_webhook_urls(allow_local)
+        .build()
+        .map_err(api_failure)
+}
+
+/// Refuses an empty API key or project id.
+pub(crate) fn check_api(api: &ApiArgs) -> Result<(), Failure> {
     if api.api_key.trim().is_empty() {
         return Err(Failure::usage(
             "the API key is empty (set --api-key or KNOLYX_API_KEY)",
@@ -97,10 +119,7 @@ fn client(api: &ApiArgs) -> Result<KnolyxClient, Failure> {
             "the project id is empty (set --project-id or KNOLYX_PROJECT_ID)",
         ));
     }
-    KnolyxClient::builder(&api.api_url, api.api_key.as_str(), api.project_id.as_str())
-        .timeout(api.timeout)
-        .build()
-        .map_err(api_failure)
+    Ok(())
 }
 
 /// A webhook id from the command line.
@@ -120,7 +139,8 @@ fn api_failure(error: Error) -> Failure {
             exit::USAGE,
             Some(
                 "Knolyx only delivers to public https URLs. To try a receiver on this \
-                 machine, use `knolyx-webhook send` (no tunnel needed), or expose it \
+                 machine, use `knolyx-webhook send` (no tunnel needed) or a local \
+                 `knolyx-webhook sandbox` (with `create --allow-local`), or expose it \
                  through a tunnel and register the tunnel's https URL.",
             ),
         ),

@@ -42,6 +42,7 @@ pub struct KnolyxClient {
     api_key: HeaderValue,
     project_id: HeaderValue,
     timeout: Option<Duration>,
+    check_webhook_urls: bool,
 }
 
 impl fmt::Debug for KnolyxClient {
@@ -51,6 +52,7 @@ impl fmt::Debug for KnolyxClient {
             .field("api_key", &Redacted)
             .field("project_id", &self.project_id)
             .field("timeout", &self.timeout)
+            .field("check_webhook_urls", &self.check_webhook_urls)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +109,7 @@ impl KnolyxClient {
             project_id: project_id.into(),
             timeout: Some(DEFAULT_TIMEOUT),
             http: None,
+            check_webhook_urls: true,
         }
     }
 
@@ -121,7 +124,8 @@ impl KnolyxClient {
     /// `{"name", "url", "securityToken"}`.
     ///
     /// The URL is first checked with [`validate_webhook_url`]; a URL Knolyx would refuse
-    /// gives [`Error::InvalidWebhookUrl`] and nothing is sent. The security token is
+    /// gives [`Error::InvalidWebhookUrl`] and nothing is sent (unless the client was built
+    /// with [`KnolyxClientBuilder::allow_local_webhook_urls`], for a local sandbox). The security token is
     /// checked with the receiver's rule ([`SecretToken::new`]); a token the receiver would
     /// refuse gives [`Error::InvalidSecurityToken`] and nothing is sent. On success Knolyx
     /// sends a `PING` event to the URL.
@@ -148,7 +152,9 @@ impl KnolyxClient {
     /// # }
     /// ```
     pub async fn create(&self, request: &CreateWebhook) -> Result<Webhook> {
-        validate_webhook_url(request.url())?;
+        if self.check_webhook_urls {
+            validate_webhook_url(request.url())?;
+        }
         SecretToken::new(request.security_token()).map_err(Error::InvalidSecurityToken)?;
         let url = self.endpoint(&[])?;
         let reply = self.execute(Method::POST, url, Some(request)).await?;
@@ -421,6 +427,7 @@ pub struct KnolyxClientBuilder {
     project_id: String,
     timeout: Option<Duration>,
     http: Option<reqwest::Client>,
+    check_webhook_urls: bool,
 }
 
 impl fmt::Debug for KnolyxClientBuilder {
@@ -431,6 +438,7 @@ impl fmt::Debug for KnolyxClientBuilder {
             .field("project_id", &self.project_id)
             .field("timeout", &self.timeout)
             .field("http", &self.http.as_ref().map(|_| "custom"))
+            .field("check_webhook_urls", &self.check_webhook_urls)
             .finish()
     }
 }
@@ -447,6 +455,27 @@ impl KnolyxClientBuilder {
     /// Removes the per-call timeout; only the timeouts of the HTTP client remain.
     pub fn no_timeout(mut self) -> Self {
         self.timeout = None;
+        self
+    }
+
+    /// Lets [`create`](KnolyxClient::create) send webhook URLs that Knolyx refuses
+    /// (`http`, `localhost`, loopback), for a local stand-in of the API such as
+    /// `knolyx-webhook sandbox`, which accepts them. Off by default: against Knolyx, the
+    /// URL is checked with [`validate_webhook_url`] before anything is sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use knolyx_webhook_client::KnolyxClient;
+    ///
+    /// // A client of the sandbox on this machine (`knolyx-webhook sandbox`).
+    /// let client = KnolyxClient::builder("http://127.0.0.1:8900", "dev-key", "1")
+    ///     .allow_local_webhook_urls(true)
+    ///     .build()?;
+    /// # Ok::<(), knolyx_webhook_client::Error>(())
+    /// ```
+    pub fn allow_local_webhook_urls(mut self, allow: bool) -> Self {
+        self.check_webhook_urls = !allow;
         self
     }
 
@@ -519,6 +548,7 @@ impl KnolyxClientBuilder {
             api_key,
             project_id,
             timeout: self.timeout,
+            check_webhook_urls: self.check_webhook_urls,
         })
     }
 }

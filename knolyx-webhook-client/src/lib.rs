@@ -33,7 +33,9 @@
 //! [`KnolyxClient::create`] checks the URL the same way first, with
 //! [`validate_webhook_url`], and says precisely why one is refused
 //! ([`InvalidWebhookUrlReason`]). To test locally, expose the receiver through a tunnel
-//! or a reachable dev environment.
+//! or a reachable dev environment, or run `knolyx-webhook sandbox`, a local stand-in of
+//! the API that accepts `http://localhost` URLs, with a client built with
+//! [`KnolyxClientBuilder::allow_local_webhook_urls`].
 //!
 //! # Responses
 //!

@@ -60,6 +60,56 @@ async fn help_names_the_commands_env_vars_examples_and_exit_codes() {
         }
     }
 
+    for needle in [
+        "knolyx-webhook sandbox --api-key dev-key --state sandbox.json",
+        "knolyx-webhook sandbox trigger course-completed",
+        "--allow-local",
+    ] {
+        let out = run(&["--help"], &[]).await;
+        assert!(out.stdout.contains(needle), "--help lacks {needle:?}");
+    }
+    for (args, flags) in [
+        (
+            &["sandbox", "--help"][..],
+            &[
+                "--port",
+                "8900",
+                "--api-key",
+                "--state",
+                "--strict",
+                "--json",
+                "trigger",
+                "/public/api/v1/webhook",
+                "Walkthrough",
+                "Exit codes",
+            ][..],
+        ),
+        (
+            &["sandbox", "trigger", "--help"][..],
+            &[
+                "--data-file",
+                "--id",
+                "--api-url",
+                "--retry-schedule",
+                "200ms,500ms,1s,2s",
+                "--no-retry",
+                "--duplicate-rate",
+                "--attempt-timeout",
+                "--json",
+            ][..],
+        ),
+        (
+            &["webhooks", "create", "--help"][..],
+            &["--allow-local"][..],
+        ),
+    ] {
+        let out = run(args, &[]).await;
+        assert_eq!(out.code, 0);
+        for flag in flags {
+            assert!(out.stdout.contains(flag), "{args:?} lacks {flag}");
+        }
+    }
+
     let out = run(&["send", "--help"], &[]).await;
     assert_eq!(out.code, 0);
     for flag in [
@@ -91,6 +141,7 @@ async fn help_never_shows_secret_values_from_the_environment() {
         &["webhooks", "create", "--help"][..],
         &["send", "--help"][..],
         &["inbox", "list", "--help"][..],
+        &["sandbox", "trigger", "--help"][..],
     ] {
         let out = run(args, &env).await;
         assert_eq!(out.code, 0);

@@ -3,6 +3,7 @@
 
 mod help;
 mod inbox;
+mod sandbox;
 mod send;
 mod support;
 mod token_input;

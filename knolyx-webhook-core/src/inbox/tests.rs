@@ -550,3 +550,22 @@ async fn a_handler_that_completes_the_attempt_itself_is_not_completed_again() {
     let entry = inbox.show(event.id()).await.unwrap().unwrap();
     assert_eq!((entry.state(), entry.attempts()), (EntryState::Done, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_failing_past_the_maximum_age_is_dead_at_once() {
+    let inbox = Arc::new(MemoryInbox::new());
+    let (builder, mut calls) = worker_over(&inbox, u32::MAX);
+    let worker = builder
+        .max_age(Duration::ZERO)
+        .first_retry(Duration::from_millis(10))
+        .build()
+        .spawn();
+    let event = TestEvent::course_completed().build();
+    inbox.accept(&event).await.unwrap();
+    assert_eq!(next(&mut calls).await.1, 1);
+    worker.shutdown(SOON).await;
+    let entry = inbox.show(event.id()).await.unwrap().unwrap();
+    // Without the age limit it would be pending, retried up to 20 times.
+    assert_eq!((entry.state(), entry.attempts()), (EntryState::Dead, 1));
+    assert_eq!(entry.last_error(), Some("failing call 1"));
+}

@@ -24,7 +24,8 @@ const MAX_ERROR_LEN: usize = 2048;
 /// Runs a handler over the due entries of an [`Inbox`]: takes them in batches, runs the
 /// handler on up to [`concurrency`](WorkerBuilder::concurrency) at once, marks an entry done
 /// when its handler returned `Ok`, and otherwise retries it after an exponential
-/// [`backoff`] with jitter, until [`max_attempts`](WorkerBuilder::max_attempts), after
+/// [`backoff`] with jitter, until [`max_attempts`](WorkerBuilder::max_attempts) (or
+/// [`max_age`](WorkerBuilder::max_age)), after
 /// which it is dead with its last error. A handler that panics, or runs for 90 % of the
 /// [lease](WorkerBuilder::lease) (it is then cancelled), has failed.
 ///
@@ -89,6 +90,7 @@ struct Settings {
     first_retry: Duration,
     max_retry: Duration,
     max_attempts: u32,
+    max_age: Option<Duration>,
     retention: Duration,
     purge_interval: Option<Duration>,
 }
@@ -167,6 +169,7 @@ impl Worker {
                     first_retry: Duration::from_secs(1),
                     max_retry: Duration::from_secs(3600),
                     max_attempts: 20,
+                    max_age: None,
                     retention: DEFAULT_RETENTION,
                     purge_interval: Some(Duration::from_secs(600)),
                 },
@@ -381,7 +384,12 @@ impl Worker {
                 Ended::Finished
             }
             Err(error) => {
-                let retry_in = (entry.attempts() < s.max_attempts)
+                // The entry's age by this machine's clock against the inbox's: a skew
+                // moves the limit by as much.
+                let too_old = s.max_age.is_some_and(|limit| {
+                    entry.created_at().elapsed().is_ok_and(|age| age >= limit)
+                });
+                let retry_in = (entry.attempts() < s.max_attempts && !too_old)
                     .then(|| backoff(entry.attempts(), s.first_retry, s.max_retry, jitter()));
                 self.failed(&entry, owner, error, retry_in).await
             }
@@ -535,6 +543,15 @@ impl WorkerBuilder {
     /// from cron).
     pub fn without_purge(mut self) -> Self {
         self.worker.settings.purge_interval = None;
+        self
+    }
+
+    /// An entry whose attempt fails once it is this old (since it was accepted) is dead,
+    /// whatever its attempts (default: no limit, only [`max_attempts`](Self::max_attempts)).
+    /// For events that are worthless late. Measured by this machine's clock against the
+    /// entry's creation time, which the inbox's clock wrote.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.worker.settings.max_age = Some(age);
         self
     }
 

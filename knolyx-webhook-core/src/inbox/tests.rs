@@ -569,3 +569,41 @@ async fn an_entry_failing_past_the_maximum_age_is_dead_at_once() {
     assert_eq!((entry.state(), entry.attempts()), (EntryState::Dead, 1));
     assert_eq!(entry.last_error(), Some("failing call 1"));
 }
+
+/// Slow handlers holding most of the slots never delay a new entry: it is taken as soon as
+/// the worker is woken, into a free slot, even one. (A version refilling only by half
+/// batches left it pending until enough handlers finished.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_entry_is_taken_at_once_while_slow_handlers_hold_most_slots() {
+    let inbox = Arc::new(MemoryInbox::new());
+    let (tx, mut started) = mpsc::unbounded_channel();
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::clone(&hold);
+    let worker = Worker::builder(inbox.clone(), move |event: WebhookEvent| {
+        let (tx, held) = (tx.clone(), Arc::clone(&held));
+        async move {
+            let _ = tx.send(event.id().to_owned());
+            if event.event_type() == "COURSE_STARTED" {
+                held.notified().await;
+            }
+            Ok::<(), String>(())
+        }
+    })
+    .concurrency(16)
+    .batch(16)
+    .wake_on(inbox.waker())
+    .poll_interval(Duration::from_secs(3600))
+    .build()
+    .spawn();
+    // 15 slow handlers, one at a time: 1 slot left.
+    for _ in 0..15 {
+        let slow = TestEvent::course_started().build();
+        inbox.accept(&slow).await.unwrap();
+        assert_eq!(next(&mut started).await, slow.id());
+    }
+    let quick = TestEvent::course_completed().build();
+    inbox.accept(&quick).await.unwrap();
+    assert_eq!(next(&mut started).await, quick.id());
+    hold.notify_waiters();
+    worker.shutdown(SOON).await;
+}

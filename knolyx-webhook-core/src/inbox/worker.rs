@@ -29,11 +29,12 @@ const MAX_ERROR_LEN: usize = 2048;
 /// which it is dead with its last error. A handler that panics, or runs for 90 % of the
 /// [lease](WorkerBuilder::lease) (it is then cancelled), has failed.
 ///
-/// The worker takes when it starts, when handlers finished (half a batch of slots free, or
-/// every slot: it refills by half batches, each take being a round trip), when its
+/// The worker takes when it starts, when its
 /// [waker](WorkerBuilder::wake_on) is woken (the PostgreSQL inbox feeds one from `LISTEN`),
 /// when a retry it scheduled is due, and otherwise every
-/// [`poll_interval`](WorkerBuilder::poll_interval). Each take uses a new [`OwnerToken`], so
+/// [`poll_interval`](WorkerBuilder::poll_interval), taking what fits at once; and, while a
+/// backlog lasts (its last take was full), when half a batch of slots is free again (not
+/// per finished handler: each take is a round trip and a commit). Each take uses a new [`OwnerToken`], so
 /// a lease taken over, even by this worker, fences its earlier holder.
 ///
 /// The worker also purges the done entries past their
@@ -197,6 +198,12 @@ impl Worker {
         let mut detached = false;
         // When the next purge of done entries is due.
         let mut purge_due = s.purge_interval.map(|_| Instant::now());
+        // The last take was full: more entries may be due.
+        let mut backlog = false;
+        // Started, notified, polled or a retry is due (not only a handler that finished).
+        let mut woken = true;
+        // Half a batch: the least a take refills a backlog by.
+        let refill = (s.batch.min(s.concurrency) / 2).max(1);
         let grace = loop {
             if let (Some(due), Some(every)) = (purge_due, s.purge_interval)
                 && due <= Instant::now()
@@ -205,15 +212,15 @@ impl Worker {
                 purge_due = Some(Instant::now() + every);
             }
             let room = s.concurrency.saturating_sub(running.len());
-            let mut more = false;
-            // Refill by half batches while handlers run, not one take per finished
-            // handler: each take is a round trip and a commit of its own.
-            let refill = (s.batch.min(s.concurrency) / 2).max(1);
-            if room > 0 && (running.is_empty() || room >= refill) {
+            // Woken: take what fits, at once. Only a handler finished: take to work off a
+            // backlog, by half batches at least (each take is a round trip and a commit),
+            // not one take per finished handler.
+            let refilling = backlog && (room >= refill || running.is_empty());
+            if room > 0 && (woken || refilling) {
                 let want = room.min(s.batch);
                 match self.inbox.take(OwnerToken::generate(), s.lease, want).await {
                     Ok(entries) => {
-                        more = entries.len() == want;
+                        backlog = entries.len() == want;
                         if retry_due.is_some_and(|at| at <= Instant::now()) {
                             retry_due = None;
                         }
@@ -226,6 +233,7 @@ impl Worker {
                         // Wait for the poll, not for a retry already due: no busy loop
                         // against an inbox that is down.
                         retry_due = None;
+                        backlog = false;
                         tracing::warn!(
                             error = %e,
                             kind = %e.kind(),
@@ -234,6 +242,8 @@ impl Worker {
                     }
                 }
             }
+            woken = false;
+            let room = s.concurrency.saturating_sub(running.len());
             let wake_at = [retry_due, purge_due]
                 .into_iter()
                 .flatten()
@@ -255,9 +265,9 @@ impl Worker {
                         retry_due = Some(retry_due.map_or(at, |due| due.min(at)));
                     }
                 }
-                () = std::future::ready(()), if more && running.len() < s.concurrency => {}
-                () = notified => {}
-                () = tokio::time::sleep_until(wake_at) => {}
+                () = std::future::ready(()), if backlog && room >= refill => {}
+                () = notified => woken = true,
+                () = tokio::time::sleep_until(wake_at) => woken = true,
             }
         };
         // Shutdown: no more takes; the running handlers have `grace` to finish.

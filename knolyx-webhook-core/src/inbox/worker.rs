@@ -81,6 +81,8 @@ struct Settings {
     first_retry: Duration,
     max_retry: Duration,
     max_attempts: u32,
+    #[cfg(feature = "metrics")]
+    stats_interval: Duration,
 }
 
 impl fmt::Debug for Worker {
@@ -125,6 +127,8 @@ impl Worker {
                     first_retry: Duration::from_secs(1),
                     max_retry: Duration::from_secs(3600),
                     max_attempts: 20,
+                    #[cfg(feature = "metrics")]
+                    stats_interval: Duration::from_secs(15),
                 },
                 waker: None,
             },
@@ -148,7 +152,15 @@ impl Worker {
         let mut retry_due: Option<Instant> = None;
         // The handle was dropped: run on until the runtime ends.
         let mut detached = false;
+        // When the inbox gauges were last refreshed.
+        #[cfg(feature = "metrics")]
+        let mut stats_at: Option<Instant> = None;
         let grace = loop {
+            #[cfg(feature = "metrics")]
+            if stats_at.is_none_or(|at| at.elapsed() >= s.stats_interval) {
+                stats_at = Some(Instant::now());
+                self.refresh_stats().await;
+            }
             let room = s.concurrency.saturating_sub(running.len());
             let mut more = false;
             if room > 0 {
@@ -179,6 +191,9 @@ impl Worker {
             let wake_at = retry_due.map_or(Instant::now() + s.poll_interval, |at| {
                 at.min(Instant::now() + s.poll_interval)
             });
+            // Wake for the next refresh of the gauges too.
+            #[cfg(feature = "metrics")]
+            let wake_at = stats_at.map_or(wake_at, |at| wake_at.min(at + s.stats_interval));
             let notified = async {
                 match &self.waker {
                     Some(waker) => waker.notified().await,
@@ -220,6 +235,19 @@ impl Worker {
         report
     }
 
+    /// Sets the inbox gauges from [`Inbox::stats`].
+    #[cfg(feature = "metrics")]
+    async fn refresh_stats(&self) {
+        match self.inbox.stats().await {
+            Ok(stats) => crate::metrics::inbox_stats(&stats),
+            Err(e) => tracing::debug!(
+                error = %e,
+                kind = %e.kind(),
+                "knolyx-webhook: the inbox worker could not read the inbox's stats"
+            ),
+        }
+    }
+
     /// One attempt of `entry`, settled; in its tracing span.
     async fn attempt(self, entry: Entry, abandoned: watch::Receiver<bool>) -> Ended {
         let span = tracing::info_span!(
@@ -255,6 +283,11 @@ impl Worker {
         };
         // Time left to record the failure before the lease expires.
         let limit = s.lease - s.lease / 10;
+        #[cfg(feature = "metrics")]
+        let started = (
+            crate::metrics::event_type_label(event.event_type()),
+            Instant::now(),
+        );
         let mut handler = tokio::spawn((self.handler)(event));
         let result = tokio::select! {
             joined = &mut handler => match joined {
@@ -280,6 +313,8 @@ impl Worker {
                 return Ended::Released;
             }
         };
+        #[cfg(feature = "metrics")]
+        crate::metrics::handler(started.0, result.is_ok(), started.1.elapsed());
         match result {
             Ok(()) => {
                 match self.inbox.complete(id, owner).await {
@@ -347,6 +382,8 @@ impl Worker {
 
 fn record(outcome: &'static str) {
     tracing::Span::current().record("outcome", outcome);
+    #[cfg(feature = "metrics")]
+    crate::metrics::inbox_attempt(outcome);
 }
 
 /// How an attempt ended, for the worker's loop.
@@ -441,6 +478,16 @@ impl WorkerBuilder {
     /// `LISTEN`.
     pub fn wake_on(mut self, waker: Arc<Notify>) -> Self {
         self.worker.waker = Some(waker);
+        self
+    }
+
+    /// How often the worker refreshes the inbox gauges of the [`metrics`](crate::metrics)
+    /// module from [`Inbox::stats`] (default 15 s; at least 100 ms): one query of a shared
+    /// inbox per interval and replica.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.worker.settings.stats_interval = interval.max(Duration::from_millis(100));
         self
     }
 

@@ -364,6 +364,8 @@ pub enum StoreErrorKind {
     Full,
     /// Any other failure of the backend (an unexpected reply, a query error).
     Backend,
+    /// The store does not implement the operation (a default method of the trait).
+    Unsupported,
 }
 
 impl StoreErrorKind {
@@ -378,6 +380,7 @@ impl StoreErrorKind {
             StoreErrorKind::Misconfigured => "misconfigured",
             StoreErrorKind::Full => "full",
             StoreErrorKind::Backend => "backend",
+            StoreErrorKind::Unsupported => "unsupported",
         }
     }
 }
@@ -443,6 +446,16 @@ impl StoreError {
             StoreErrorKind::Backend,
             "idempotency store failed",
             Some(source.into()),
+        )
+    }
+
+    /// The store does not implement `operation` (a third-party store written before it was
+    /// added to its trait).
+    pub fn unsupported(operation: &'static str) -> Self {
+        Self::new(
+            StoreErrorKind::Unsupported,
+            format!("this store does not implement {operation}"),
+            None,
         )
     }
 

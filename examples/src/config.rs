@@ -14,6 +14,9 @@
 //! - `KNOLYX_WEBHOOK_INBOX=postgres://…`: inbox mode, with `KNOLYX_INBOX_MAX_ATTEMPTS`
 //!   (default 20), `KNOLYX_INBOX_FIRST_RETRY_MS` (default 1000) and `KNOLYX_INBOX_LEASE_SECS`
 //!   (default 60).
+//! - `KNOLYX_METRICS_PORT` (unset by default): serve the metrics in Prometheus text format
+//!   at `http://127.0.0.1:$KNOLYX_METRICS_PORT/metrics` (0: a free port, printed on stderr
+//!   as `metrics on URL`), a listener of its own beside the webhook's.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -156,6 +159,8 @@ pub struct ReceiverConfig {
     /// Inbox mode (`KNOLYX_WEBHOOK_INBOX=postgres://…`): deliveries are stored and
     /// acknowledged, and a worker in this process runs the handler from the inbox.
     pub inbox: Option<InboxConfig>,
+    /// `KNOLYX_METRICS_PORT`: where to serve `/metrics`, if at all.
+    pub metrics_port: Option<u16>,
 }
 
 /// The inbox of [`ReceiverConfig::inbox`].
@@ -254,6 +259,14 @@ impl ReceiverConfig {
                 ));
             }
         };
+        let metrics_port = match lookup("KNOLYX_METRICS_PORT").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(p) => Some(p.trim().parse::<u16>().map_err(|_| {
+                ConfigError(format!(
+                    "KNOLYX_METRICS_PORT must be a port number, not {p:?}"
+                ))
+            })?),
+        };
         Ok(Self {
             token,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -262,6 +275,7 @@ impl ReceiverConfig {
             handler_delay: Duration::from_millis(delay),
             handler_fail_first: u32::try_from(fail_first).unwrap_or(u32::MAX),
             inbox,
+            metrics_port,
         })
     }
 

@@ -10,6 +10,12 @@
 //!   durable inbox on PostgreSQL through
 //!   [`PostgresInbox`](knolyx_webhook_postgres::PostgresInbox) (URL default:
 //!   `KNOLYX_WEBHOOK_INBOX`).
+//! - `knolyx-webhook store show|release ID --store URL` shows the state of a message id
+//!   in a receiver's idempotency store (Redis, Redis Cluster, Sentinel, PostgreSQL) and
+//!   frees one stuck in progress, through
+//!   [`IdempotencyStore::inspect`](knolyx_webhook_core::store::IdempotencyStore::inspect)
+//!   and [`force_release`](knolyx_webhook_core::store::IdempotencyStore::force_release)
+//!   (URL default: `KNOLYX_WEBHOOK_STORE`).
 //!
 //! A security token can come from `--token-file PATH` (`-` = stdin) instead of
 //! `--token`, and is checked with the receiver's own rule
@@ -24,6 +30,7 @@ mod cli;
 pub mod exit;
 mod inbox;
 mod send;
+mod store;
 mod token;
 mod webhooks;
 
@@ -34,7 +41,7 @@ use clap::Parser as _;
 pub use cli::{
     ApiArgs, Cli, Command, CreateArgs, DatabaseArgs, IdArgs, InboxCommand, InboxListArgs,
     InboxPurgeArgs, InboxRetryArgs, InboxShowArgs, ListArgs, OutputArgs, PingArgs, SendArgs,
-    StateArg, TokenArgs, WebhooksCommand,
+    StateArg, StoreArgs, StoreCommand, StoreReleaseArgs, StoreShowArgs, TokenArgs, WebhooksCommand,
 };
 
 /// Parses the process's command line and runs it; the binary's `main`.
@@ -61,6 +68,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Webhooks(command) => webhooks::run(command).await,
             Command::Send(args) => send::run(args).await,
             Command::Inbox(command) => inbox::run(command).await,
+            Command::Store(command) => store::run(command).await,
         }
     });
     match result {

@@ -4,6 +4,7 @@
 mod help;
 mod inbox;
 mod send;
+mod store;
 mod support;
 mod token_input;
 mod url_credentials;

@@ -56,25 +56,13 @@ impl fmt::Debug for StoreChoice {
     }
 }
 
-/// The URL schemes of the Redis store: a single server, a cluster (seed nodes) or a
-/// Sentinel setup (sentinels and the master's name), with TLS or not.
-const REDIS_SCHEMES: [&str; 7] = [
-    "redis://",
-    "rediss://",
-    "redis+unix://",
-    "redis+cluster://",
-    "rediss+cluster://",
-    "redis+sentinel://",
-    "rediss+sentinel://",
-];
-
 impl StoreChoice {
     /// Parses `KNOLYX_WEBHOOK_STORE`'s value.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         let value = value.trim();
         if value.is_empty() || value == "memory" {
             Ok(StoreChoice::Memory)
-        } else if REDIS_SCHEMES.iter().any(|scheme| value.starts_with(scheme)) {
+        } else if knolyx_webhook_redis::is_redis_url(value) {
             Ok(StoreChoice::Redis(value.to_owned()))
         } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
             Ok(StoreChoice::Postgres(value.to_owned()))

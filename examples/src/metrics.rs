@@ -3,8 +3,8 @@
 //!
 //! The pipeline records through the `metrics` facade (names in
 //! [`knolyx_webhook_core::metrics`]); [`serve`] installs `metrics-exporter-prometheus` as
-//! the process's recorder, with [`DURATION_BUCKETS`](knolyx_webhook_core::metrics::DURATION_BUCKETS)
-//! for the histograms, and serves its rendering with a small axum app.
+//! the process's recorder, with [`DURATION_BUCKETS`] for the histograms, and serves its
+//! rendering with a small axum app.
 
 use std::net::{Ipv4Addr, SocketAddr};
 

@@ -21,16 +21,6 @@ use crate::webhooks::error_chain;
 /// The environment variable the store commands read the URL from.
 const STORE_ENV: &str = "KNOLYX_WEBHOOK_STORE";
 
-const REDIS_SCHEMES: [&str; 7] = [
-    "redis://",
-    "rediss://",
-    "redis+unix://",
-    "redis+cluster://",
-    "rediss+cluster://",
-    "redis+sentinel://",
-    "rediss+sentinel://",
-];
-
 /// Runs a `store` subcommand.
 pub(crate) async fn run(command: StoreCommand) -> Result<ExitCode, Failure> {
     match command {
@@ -116,7 +106,7 @@ impl StoreArgs {
     /// Connects to the store the URL names.
     async fn open(&self) -> Result<Arc<dyn IdempotencyStore>, Failure> {
         let url = self.url()?;
-        if REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)) {
+        if knolyx_webhook_redis::is_redis_url(url) {
             let store = RedisStore::builder()
                 .key_prefix(&self.key_prefix)
                 .connect(url)

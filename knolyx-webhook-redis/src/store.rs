@@ -23,6 +23,23 @@ use crate::scripts::{self, Lua};
 use crate::sentinel::SentinelMaster;
 use crate::target::{self, SentinelTarget, Target};
 
+/// The URL schemes [`RedisStore::connect`] takes: one server, a cluster's seed nodes, a
+/// Sentinel-monitored master, each with or without TLS (and a Unix socket).
+pub const URL_SCHEMES: [&str; 7] = [
+    "redis://",
+    "rediss://",
+    "redis+unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+];
+
+/// Whether `url` has one of the [`URL_SCHEMES`]: a URL for [`RedisStore::connect`].
+pub fn is_redis_url(url: &str) -> bool {
+    URL_SCHEMES.iter().any(|scheme| url.starts_with(scheme))
+}
+
 /// The default key prefix: `knolyx-webhook:`.
 pub const DEFAULT_KEY_PREFIX: &str = "knolyx-webhook:";
 /// The default limit on one store operation, connection included: 2 seconds.

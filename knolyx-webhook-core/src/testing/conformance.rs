@@ -478,7 +478,7 @@ pub enum Persistence {
 
 /// Checks that a store fails fast and recovers by itself across an outage of its backing
 /// service, without being rebuilt: a claim before; `stop`; three claims that fail with
-/// [`StoreErrorKind::Unavailable`](crate::store::StoreErrorKind::Unavailable) or
+/// [`StoreErrorKind::Unavailable`] or
 /// [`Timeout`](crate::store::StoreErrorKind::Timeout), each within `fail_within`; `start`;
 /// then, within 10 s of retrying, a claim, a complete and a duplicate as usual (and, for a
 /// [`Persistence::Durable`] service, the claim made before the outage still in progress).

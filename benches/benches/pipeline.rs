@@ -7,6 +7,8 @@
 //!
 //! ```sh
 //! cargo bench -p knolyx-webhook-benches --bench pipeline
+//! # and the pipeline recording its metrics into a Prometheus recorder:
+//! cargo bench -p knolyx-webhook-benches --features metrics --bench pipeline
 //! ```
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -49,6 +51,25 @@ fn pipeline(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // With the core's `metrics` feature: the same, recording into a Prometheus recorder.
+        #[cfg(feature = "metrics")]
+        {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(knolyx_webhook_core::metrics::DURATION_BUCKETS)
+                .expect("buckets")
+                .build_recorder();
+            group.bench_function("pipeline + metrics", |b| {
+                b.iter_batched(
+                    || ids.next_body(),
+                    |body| {
+                        metrics::with_local_recorder(&recorder, || {
+                            deliver(&receiver, &headers, body)
+                        })
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         group.finish();
     }
 }

@@ -14,6 +14,9 @@
 //! - `KNOLYX_WEBHOOK_INBOX=postgres://…`: inbox mode, with `KNOLYX_INBOX_MAX_ATTEMPTS`
 //!   (default 20), `KNOLYX_INBOX_FIRST_RETRY_MS` (default 1000), `KNOLYX_INBOX_LEASE_SECS`
 //!   (default 60) and `KNOLYX_INBOX_TABLE` (default `knolyx_webhook_inbox`).
+//! - `KNOLYX_METRICS_PORT` (unset by default): serve the metrics in Prometheus text format
+//!   at `http://127.0.0.1:$KNOLYX_METRICS_PORT/metrics` (0: a free port, printed on stderr
+//!   as `metrics on URL`), a listener of its own beside the webhook's.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -53,25 +56,13 @@ impl fmt::Debug for StoreChoice {
     }
 }
 
-/// The URL schemes of the Redis store: a single server, a cluster (seed nodes) or a
-/// Sentinel setup (sentinels and the master's name), with TLS or not.
-const REDIS_SCHEMES: [&str; 7] = [
-    "redis://",
-    "rediss://",
-    "redis+unix://",
-    "redis+cluster://",
-    "rediss+cluster://",
-    "redis+sentinel://",
-    "rediss+sentinel://",
-];
-
 impl StoreChoice {
     /// Parses `KNOLYX_WEBHOOK_STORE`'s value.
     pub fn parse(value: &str) -> Result<Self, ConfigError> {
         let value = value.trim();
         if value.is_empty() || value == "memory" {
             Ok(StoreChoice::Memory)
-        } else if REDIS_SCHEMES.iter().any(|scheme| value.starts_with(scheme)) {
+        } else if knolyx_webhook_redis::is_redis_url(value) {
             Ok(StoreChoice::Redis(value.to_owned()))
         } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
             Ok(StoreChoice::Postgres(value.to_owned()))
@@ -156,6 +147,8 @@ pub struct ReceiverConfig {
     /// Inbox mode (`KNOLYX_WEBHOOK_INBOX=postgres://…`): deliveries are stored and
     /// acknowledged, and a worker in this process runs the handler from the inbox.
     pub inbox: Option<InboxConfig>,
+    /// `KNOLYX_METRICS_PORT`: where to serve `/metrics`, if at all.
+    pub metrics_port: Option<u16>,
 }
 
 /// The inbox of [`ReceiverConfig::inbox`].
@@ -261,6 +254,14 @@ impl ReceiverConfig {
                 ));
             }
         };
+        let metrics_port = match lookup("KNOLYX_METRICS_PORT").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(p) => Some(p.trim().parse::<u16>().map_err(|_| {
+                ConfigError(format!(
+                    "KNOLYX_METRICS_PORT must be a port number, not {p:?}"
+                ))
+            })?),
+        };
         Ok(Self {
             token,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -269,6 +270,7 @@ impl ReceiverConfig {
             handler_delay: Duration::from_millis(delay),
             handler_fail_first: u32::try_from(fail_first).unwrap_or(u32::MAX),
             inbox,
+            metrics_port,
         })
     }
 

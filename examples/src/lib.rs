@@ -9,6 +9,7 @@ pub mod actix_receiver;
 pub mod axum_receiver;
 pub mod config;
 pub mod handler;
+pub mod metrics;
 
 pub use config::{InboxConfig, ROUTE, ReceiverConfig, StoreChoice, init_logging};
 pub use handler::{EventHandler, HandlerError, HandlerFuture, print_event_line, printing_handler};

@@ -36,6 +36,11 @@ Examples:
   knolyx-webhook inbox list --state dead
   knolyx-webhook inbox retry --all-dead
 
+  # Free a message id left in progress by a receiver that crashed mid-handler.
+  export KNOLYX_WEBHOOK_STORE=redis://cache.example.com:6379/
+  knolyx-webhook store show 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b
+  knolyx-webhook store release 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b
+
 Environment:
   KNOLYX_API_URL        base URL of the Knolyx API (webhooks commands, sandbox trigger)
   KNOLYX_API_KEY        API key, sent as X-Api-Key; never printed (webhooks commands,
@@ -46,6 +51,8 @@ Environment:
                         --token-file is given)
   KNOLYX_WEBHOOK_INBOX  the inbox's PostgreSQL URL (inbox commands, unless
                         --database-url is given); its password is never printed
+  KNOLYX_WEBHOOK_STORE  the idempotency store's URL (store commands, unless --store
+                        is given); its password is never printed
 
 A security token can be read from a file or stdin with --token-file PATH (`-` = stdin)
 instead of --token, which other users see in `ps` and your shell history. URLs are
@@ -61,7 +68,7 @@ Exit codes:
      unreadable --data-file or --token-file, a webhook URL Knolyx would refuse, a
      security token the receiver would refuse; sandbox: cannot listen, unusable --state)
   3  transport failure: no HTTP response at all (connection refused, DNS, TLS, timeout);
-     inbox: the database could not be reached";
+     inbox, store: the database or store could not be reached";
 
 /// Text shown after `inbox --help`.
 const INBOX_AFTER_HELP: &str = "\
@@ -84,6 +91,32 @@ Exit codes: 0 success; 1 no such entry (show, retry), an entry that is not dead 
 or the database answered with an error; 2 usage or configuration error (no database URL,
 a bad table name, a table that does not exist, a bad --older-than); 3 the database could
 not be reached (refused, unreachable, timeout).";
+
+/// Text shown after `store --help`.
+const STORE_AFTER_HELP: &str = "\
+The idempotency store is where receivers remember which message ids are being handled
+(in progress, for a lease) and which were handled (completed, for the retention window):
+Redis (redis://, rediss://), a Redis Cluster (redis+cluster://host:port,host:port), a
+Sentinel-monitored master (redis+sentinel://host:port,.../MASTER) or PostgreSQL
+(postgres://). The URL comes from --store or KNOLYX_WEBHOOK_STORE, as for the example
+receivers; its password is never printed. An in-memory store lives inside its receiver's
+process: no command can reach it.
+
+`store release ID` frees an id left in progress by a receiver that crashed mid-handler, so
+that Knolyx's next retry runs the handler at once instead of being answered 503 until the
+lease expires. It asks for confirmation (on a terminal) unless --yes is given; a handler
+still running for the id would find its claim gone. Completed ids are never released.
+
+Examples:
+  knolyx-webhook store show 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b
+  knolyx-webhook store show 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b --json
+  knolyx-webhook store release 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b --store redis://cache:6379/
+  knolyx-webhook store release 6f1c0e9e-5d2b-4b7a-9a51-0c1d2e3f4a5b --yes
+
+Exit codes: 0 success (show: whatever the state); 1 release: the id is not in progress, or
+confirmation was declined; the store answered with an error; 2 usage or configuration
+error (no store URL, the memory store, release without --yes and without a terminal, a
+bad table name); 3 the store could not be reached.";
 
 /// Text shown after `send --help`.
 const SEND_AFTER_HELP: &str = "\
@@ -181,7 +214,9 @@ through the Knolyx Webhook API. `send` delivers an event the way Knolyx does to 
 http://localhost included, so a receiver can be tested without a tunnel. `sandbox` runs a \
 local Knolyx (the Webhook API and its sender, retransmissions included) that accepts \
 http://localhost webhooks. `inbox` lists, \
-shows, retries and purges the entries of a receiver's durable inbox on PostgreSQL.",
+shows, retries and purges the entries of a receiver's durable inbox on PostgreSQL. \
+`store` shows the state of a message id in a receiver's idempotency store and frees one \
+stuck in progress.",
     after_help = AFTER_HELP,
     propagate_version = true
 )]
@@ -207,6 +242,10 @@ pub enum Command {
     /// event in a running one.
     #[command(after_help = SANDBOX_AFTER_HELP)]
     Sandbox(SandboxArgs),
+    /// Operate a receiver's idempotency store: show the state of a message id, free one
+    /// stuck in progress.
+    #[command(subcommand, after_help = STORE_AFTER_HELP)]
+    Store(StoreCommand),
 }
 
 /// `sandbox`: serve, or `sandbox trigger`.
@@ -880,4 +919,74 @@ mod tests {
         assert!(parse_seconds("0").is_err());
         assert!(parse_seconds("x").is_err());
     }
+}
+
+/// `store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Show the state of a message id: absent, in progress (with the lease left) or
+    /// completed (with the retention left).
+    Show(StoreShowArgs),
+    /// Free a message id stuck in progress (its receiver crashed), whoever holds it, so
+    /// that its next delivery runs the handler at once. Asks for confirmation unless --yes.
+    Release(StoreReleaseArgs),
+}
+
+/// Which store. `Debug` hides the URL's password.
+#[derive(Args)]
+pub struct StoreArgs {
+    /// The store's URL: redis://, rediss://, redis+cluster://, redis+sentinel:// or
+    /// postgres:// (a `?pooler=transaction` parameter for a transaction pooler). Default:
+    /// KNOLYX_WEBHOOK_STORE. Its password is never printed.
+    #[arg(
+        long = "store",
+        env = "KNOLYX_WEBHOOK_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+    /// PostgreSQL: the deliveries table, optionally schema-qualified (schema.table).
+    #[arg(long, value_name = "TABLE", default_value = knolyx_webhook_postgres::DEFAULT_TABLE)]
+    pub table: String,
+    /// Redis: the key prefix the receivers use.
+    #[arg(long, value_name = "PREFIX", default_value = knolyx_webhook_redis::DEFAULT_KEY_PREFIX)]
+    pub key_prefix: String,
+}
+
+impl fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("table", &self.table)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// `store show`.
+#[derive(Debug, Args)]
+pub struct StoreShowArgs {
+    /// The message id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
+}
+
+/// `store release`.
+#[derive(Debug, Args)]
+pub struct StoreReleaseArgs {
+    /// The message id stuck in progress.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Release without asking (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub store: StoreArgs,
 }

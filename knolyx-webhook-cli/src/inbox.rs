@@ -133,51 +133,74 @@ impl DatabaseArgs {
     /// URL's password.
     fn failure(&self, error: StoreError) -> Failure {
         let url = self.database_url.as_deref().unwrap_or_default();
-        let shown = redact_url(url);
-        let not_a_url = std::error::Error::source(&error)
-            .and_then(|s| s.downcast_ref::<sqlx::Error>())
-            .is_some_and(|e| matches!(e, sqlx::Error::Configuration(_)));
-        let (code, hint) = match error.kind() {
-            _ if not_a_url => (
-                exit::USAGE,
-                format!(
-                    "--database-url / {INBOX_ENV} must be postgres://user:password@host/database"
-                ),
-            ),
-            StoreErrorKind::Refused | StoreErrorKind::Unavailable | StoreErrorKind::Timeout => (
-                exit::TRANSPORT,
-                format!("is PostgreSQL running at {shown}? check --database-url / {INBOX_ENV}"),
-            ),
-            StoreErrorKind::Misconfigured => (
-                exit::USAGE,
-                format!(
-                    "check the database of {shown} and --table {} (a receiver in inbox \
-                     mode creates the table when it starts)",
-                    self.table
-                ),
-            ),
-            StoreErrorKind::Auth => (
-                exit::REJECTED,
-                format!("check the user and password of --database-url / {INBOX_ENV}"),
-            ),
-            // Full, Backend, and kinds to come.
-            _ => (exit::REJECTED, format!("the database at {shown} failed")),
-        };
-        Failure {
-            code,
-            message: without_password(&error_chain(&error), url),
-            hint: Some(hint),
-        }
+        let misconfigured = format!(
+            "check the database of {} and --table {} (a receiver in inbox mode creates the \
+             table when it starts)",
+            redact_url(url),
+            self.table
+        );
+        failure_for(
+            error,
+            &Setting {
+                url,
+                name: &format!("--database-url / {INBOX_ENV}"),
+                form: "postgres://user:password@host/database",
+                service: "PostgreSQL",
+            },
+            misconfigured,
+        )
+    }
+}
+
+/// Where a store's URL came from, for the hints of [`failure_for`].
+pub(crate) struct Setting<'a> {
+    /// The URL given.
+    pub(crate) url: &'a str,
+    /// The flag and variable it comes from.
+    pub(crate) name: &'a str,
+    /// The form it must have.
+    pub(crate) form: &'a str,
+    /// What should be running there.
+    pub(crate) service: &'a str,
+}
+
+/// Maps a store error to its exit code and message (its cause chain, without the URL's
+/// password) and a hint; `misconfigured` is the hint for a misconfiguration.
+pub(crate) fn failure_for(
+    error: StoreError,
+    setting: &Setting<'_>,
+    misconfigured: String,
+) -> Failure {
+    let shown = redact_url(setting.url);
+    let name = setting.name;
+    let not_a_url = std::error::Error::source(&error)
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .is_some_and(|e| matches!(e, sqlx::Error::Configuration(_)));
+    let (code, hint) = match error.kind() {
+        _ if not_a_url => (exit::USAGE, format!("{name} must be {}", setting.form)),
+        StoreErrorKind::Refused | StoreErrorKind::Unavailable | StoreErrorKind::Timeout => (
+            exit::TRANSPORT,
+            format!("is {} running at {shown}? check {name}", setting.service),
+        ),
+        StoreErrorKind::Misconfigured => (exit::USAGE, misconfigured),
+        StoreErrorKind::Auth => (
+            exit::REJECTED,
+            format!("check the user and password of {name}"),
+        ),
+        // Full, Backend, and kinds to come.
+        _ => (exit::REJECTED, format!("the store at {shown} failed")),
+    };
+    Failure {
+        code,
+        message: without_password(&error_chain(&error), setting.url),
+        hint: Some(hint),
     }
 }
 
 /// `text` with the password of `url` (as given, and percent-decoded) replaced by `***`:
 /// whatever a driver's message quotes, the password is not printed.
-fn without_password(text: &str, url: &str) -> String {
-    let Some(password) = reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_owned))
-    else {
+pub(crate) fn without_password(text: &str, url: &str) -> String {
+    let Some(password) = url_password(url) else {
         return text.to_owned();
     };
     let mut text = text.replace(&password, "***");
@@ -186,6 +209,20 @@ fn without_password(text: &str, url: &str) -> String {
         text = text.replace(&decoded, "***");
     }
     text
+}
+
+/// The password of `url`, also when it names several hosts (`redis+cluster://:pw@a:1,b:2`),
+/// which the URL parser refuses: what stands between the userinfo's first `:` and the last
+/// `@` before the path.
+fn url_password(url: &str) -> Option<String> {
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        return parsed.password().map(str::to_owned);
+    }
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_owned())
 }
 
 /// `text` with its `%XX` escapes decoded (as a driver decodes a URL's password).
@@ -330,7 +367,7 @@ fn render_list(entries: &[Entry]) -> String {
 }
 
 /// `text` on one line: control characters (line breaks included) shown as spaces.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

@@ -15,6 +15,12 @@
 //!   durable inbox on PostgreSQL through
 //!   [`PostgresInbox`](knolyx_webhook_postgres::PostgresInbox) (URL default:
 //!   `KNOLYX_WEBHOOK_INBOX`).
+//! - `knolyx-webhook store show|release ID --store URL` shows the state of a message id
+//!   in a receiver's idempotency store (Redis, Redis Cluster, Sentinel, PostgreSQL) and
+//!   frees one stuck in progress, through
+//!   [`IdempotencyStore::inspect`](knolyx_webhook_core::store::IdempotencyStore::inspect)
+//!   and [`force_release`](knolyx_webhook_core::store::IdempotencyStore::force_release)
+//!   (URL default: `KNOLYX_WEBHOOK_STORE`).
 //!
 //! A security token can come from `--token-file PATH` (`-` = stdin) instead of
 //! `--token`, and is checked with the receiver's own rule
@@ -30,6 +36,7 @@ pub mod exit;
 mod inbox;
 pub mod sandbox;
 mod send;
+mod store;
 mod token;
 mod webhooks;
 
@@ -40,7 +47,8 @@ use clap::Parser as _;
 pub use cli::{
     ApiArgs, Cli, Command, CreateArgs, DatabaseArgs, IdArgs, InboxCommand, InboxListArgs,
     InboxPurgeArgs, InboxRetryArgs, InboxShowArgs, ListArgs, OutputArgs, PingArgs, SandboxArgs,
-    SandboxCommand, SandboxServeArgs, SendArgs, StateArg, TokenArgs, TriggerArgs, WebhooksCommand,
+    SandboxCommand, SandboxServeArgs, SendArgs, StateArg, StoreArgs, StoreCommand,
+    StoreReleaseArgs, StoreShowArgs, TokenArgs, TriggerArgs, WebhooksCommand,
 };
 
 /// Parses the process's command line and runs it; the binary's `main`.
@@ -68,6 +76,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Send(args) => send::run(args).await,
             Command::Inbox(command) => inbox::run(command).await,
             Command::Sandbox(args) => sandbox::command::run(args).await,
+            Command::Store(command) => store::run(command).await,
         }
     });
     match result {

@@ -11,6 +11,8 @@
 //! - [`pipeline`]: [`WebhookReceiver`], the receive pipeline and its configuration.
 //! - [`rejection`]: every rejection and answer, with its status.
 //! - [`store`]: the [`IdempotencyStore`] trait and the default [`MemoryStore`].
+//! - [`metrics`]: the names, labels and values of the metrics emitted with the feature
+//!   `metrics`.
 //! - `testing` (feature `testing`): the store conformance suite and builders of realistic
 //!   test events.
 //!
@@ -50,6 +52,7 @@
 
 pub mod event;
 pub mod inbox;
+pub mod metrics;
 pub mod pipeline;
 pub mod rejection;
 pub mod store;

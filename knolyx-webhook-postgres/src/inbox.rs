@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use knolyx_webhook_core::WebhookEvent;
-use knolyx_webhook_core::inbox::{Accepted, Attempt, Entry, EntryState, Inbox, ListFilter};
+use knolyx_webhook_core::inbox::{
+    Accepted, Attempt, Entry, EntryState, Inbox, InboxStats, ListFilter,
+};
 use knolyx_webhook_core::store::{
     OwnerToken, SettleOutcome, StoreError, StoreErrorKind, StoreResult, async_trait,
     saturating_millis, ttl_millis,
@@ -119,6 +121,8 @@ struct Queries {
     retry_all: String,
     /// `$1` age in ms.
     purge: String,
+    /// No parameter: the counts by state, and the age in ms of the oldest pending (or -1).
+    stats: String,
 }
 
 /// `update` (an `UPDATE`/`DELETE` without `RETURNING`) answering the count of rows it
@@ -211,6 +215,15 @@ impl Queries {
                     AND done_at <= now() - $1::bigint * interval '1 millisecond'"
                 ),
                 None,
+            ),
+            stats: format!(
+                "SELECT count(*) FILTER (WHERE state = 'pending'),
+                    count(*) FILTER (WHERE state = 'running'),
+                    count(*) FILTER (WHERE state = 'dead'),
+                    count(*) FILTER (WHERE state = 'done'),
+                    COALESCE((extract(epoch FROM now() - min(created_at)
+                        FILTER (WHERE state = 'pending')) * 1000)::bigint, -1)
+                FROM {t}"
             ),
         }
     }
@@ -668,6 +681,24 @@ impl Inbox for PostgresInbox {
     async fn purge_done(&self, older_than: Duration) -> StoreResult<u64> {
         let age = i64::try_from(saturating_millis(older_than).min(MAX_MS)).unwrap_or(0);
         self.count(&self.queries.purge, &[Arg::Int(age)]).await
+    }
+
+    /// One query over the table (a scan: its cost grows with the done entries kept).
+    async fn stats(&self) -> StoreResult<InboxStats> {
+        let rows = self.rows(&self.queries.stats, &[]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::backend("the inbox's stats query returned no row"))?;
+        let get = |i: usize| row.try_get::<i64, _>(i).map_err(error::map);
+        let count = |i: usize| get(i).map(|n| u64::try_from(n).unwrap_or(0));
+        let oldest = get(4)?;
+        Ok(InboxStats {
+            pending: count(0)?,
+            running: count(1)?,
+            dead: count(2)?,
+            done: count(3)?,
+            oldest_pending: u64::try_from(oldest).ok().map(Duration::from_millis),
+        })
     }
 }
 

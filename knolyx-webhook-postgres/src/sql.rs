@@ -96,6 +96,10 @@ pub(crate) struct Queries {
     /// `$1` id, `$2` owner.
     pub(crate) release: String,
     pub(crate) purge: String,
+    /// `$1` id: `in_progress:<ms left>` or `completed:<ms left>`, no row when absent.
+    pub(crate) inspect: String,
+    /// `$1` id: deletes it when in progress, whoever owns it.
+    pub(crate) force_release: String,
 }
 
 impl Queries {
@@ -153,12 +157,23 @@ impl Queries {
         let release = format!("DELETE FROM {t} WHERE {owned}");
         let purge =
             format!("DELETE FROM {t} WHERE COALESCE(lease_expires_at, retain_until) <= now()");
+        let inspect = format!(
+            "SELECT state || ':' || GREATEST(0, ceil(extract(epoch FROM
+                COALESCE(lease_expires_at, retain_until) - now()) * 1000))::bigint::text
+            FROM {t}
+            WHERE id = $1 AND COALESCE(lease_expires_at, retain_until) > now()"
+        );
+        let force_release = format!(
+            "DELETE FROM {t} WHERE id = $1 AND state = 'in_progress' AND lease_expires_at > now()"
+        );
         Self {
             claim,
             state,
             complete,
             release,
             purge,
+            inspect,
+            force_release,
         }
     }
 }

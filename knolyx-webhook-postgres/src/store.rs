@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use knolyx_webhook_core::ClaimRef;
 use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult,
+    ClaimOutcome, IdState, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreResult,
     async_trait, ttl_millis,
 };
 use sqlx::postgres::PgPoolOptions;
@@ -432,6 +432,34 @@ impl IdempotencyStore for PostgresStore {
         let owner = owner.to_string();
         let args = [Arg::Text(id), Arg::Text(&owner)];
         Ok(settled(self.execute(&self.queries.release, &args).await?))
+    }
+
+    async fn inspect(&self, id: &str) -> StoreResult<IdState> {
+        let Some(found) = self
+            .fetch_text(&self.queries.inspect, &[Arg::Text(id)])
+            .await?
+        else {
+            return Ok(IdState::Absent);
+        };
+        let parsed = found
+            .split_once(':')
+            .and_then(|(state, ms)| Some((state, Duration::from_millis(ms.parse().ok()?))));
+        match parsed {
+            Some(("in_progress", left)) => Ok(IdState::InProgress { lease_left: left }),
+            Some(("completed", left)) => Ok(IdState::Completed {
+                retention_left: left,
+            }),
+            _ => Err(StoreError::backend(format!(
+                "unexpected state {found:?} in the deliveries table"
+            ))),
+        }
+    }
+
+    async fn force_release(&self, id: &str) -> StoreResult<bool> {
+        let rows = self
+            .execute(&self.queries.force_release, &[Arg::Text(id)])
+            .await?;
+        Ok(rows > 0)
     }
 }
 

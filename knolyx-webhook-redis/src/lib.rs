@@ -15,5 +15,5 @@ pub use redis;
 pub mod testing;
 pub use store::{
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_OPERATION_TIMEOUT,
-    DEFAULT_SENTINEL_REPLICA_WAIT, RedisStore, RedisStoreBuilder,
+    DEFAULT_SENTINEL_REPLICA_WAIT, RedisStore, RedisStoreBuilder, URL_SCHEMES, is_redis_url,
 };

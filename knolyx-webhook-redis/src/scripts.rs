@@ -43,6 +43,31 @@ end
 return 0
 ";
 
+/// `KEYS[1]`: the id's key. Returns `{state, pttl}`: state 0 (absent), 1 (in progress) or
+/// 2 (completed), and the key's time to live in ms (0 when absent). Read-only.
+const INSPECT_LUA: &str = r"
+local value = redis.call('GET', KEYS[1])
+if not value then
+  return {0, 0}
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if value == 'c' then
+  return {2, ttl}
+end
+return {1, ttl}
+";
+
+/// `KEYS[1]`: the id's key. Frees it when it is in progress (`p:…`), whoever holds it.
+/// Returns 1 when freed, else 0 (absent or completed).
+const FORCE_RELEASE_LUA: &str = r"
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, 2) == 'p:' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
 /// A script's body and its SHA-1.
 pub(crate) struct Lua {
     pub(crate) body: &'static str,
@@ -65,3 +90,6 @@ impl Lua {
 pub(crate) static CLAIM: Lua = Lua::new(CLAIM_LUA, || Script::new(CLAIM_LUA));
 pub(crate) static COMPLETE: Lua = Lua::new(COMPLETE_LUA, || Script::new(COMPLETE_LUA));
 pub(crate) static RELEASE: Lua = Lua::new(RELEASE_LUA, || Script::new(RELEASE_LUA));
+pub(crate) static INSPECT: Lua = Lua::new(INSPECT_LUA, || Script::new(INSPECT_LUA));
+pub(crate) static FORCE_RELEASE: Lua =
+    Lua::new(FORCE_RELEASE_LUA, || Script::new(FORCE_RELEASE_LUA));

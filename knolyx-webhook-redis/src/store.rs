@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use knolyx_webhook_core::store::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreErrorKind,
+    ClaimOutcome, IdState, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreErrorKind,
     StoreResult, async_trait, ttl_millis,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -14,13 +14,31 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value,
+    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, RedisResult,
+    ServerErrorKind, Value,
 };
 
 use crate::error;
 use crate::scripts::{self, Lua};
 use crate::sentinel::SentinelMaster;
 use crate::target::{self, SentinelTarget, Target};
+
+/// The URL schemes [`RedisStore::connect`] takes: one server, a cluster's seed nodes, a
+/// Sentinel-monitored master, each with or without TLS (and a Unix socket).
+pub const URL_SCHEMES: [&str; 7] = [
+    "redis://",
+    "rediss://",
+    "redis+unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+];
+
+/// Whether `url` has one of the [`URL_SCHEMES`]: a URL for [`RedisStore::connect`].
+pub fn is_redis_url(url: &str) -> bool {
+    URL_SCHEMES.iter().any(|scheme| url.starts_with(scheme))
+}
 
 /// The default key prefix: `knolyx-webhook:`.
 pub const DEFAULT_KEY_PREFIX: &str = "knolyx-webhook:";
@@ -140,13 +158,13 @@ impl RedisStore {
 
     /// Runs `script` on the node that holds `key`, within the operation timeout; with
     /// `acknowledged`, waits for a replica as configured (see [`run`]).
-    async fn eval(
+    async fn eval<T: FromRedisValue + Send>(
         &self,
         script: &Lua,
         key: &[u8],
         args: &[&[u8]],
         acknowledged: bool,
-    ) -> StoreResult<i64> {
+    ) -> StoreResult<T> {
         let wait = self.replica_wait.filter(|_| acknowledged);
         let limit = self.operation_timeout;
         match &self.conn {
@@ -251,13 +269,13 @@ async fn is_cluster_node(conn: &mut impl ConnectionLike) -> RedisResult<bool> {
 ///
 /// With `wait`, `WAIT 1 <wait>` is pipelined after the script (still one round trip): the
 /// reply comes once a replica acknowledged the write, or after `wait` without one.
-async fn run(
+async fn run<T: FromRedisValue>(
     conn: &mut impl ConnectionLike,
     script: &Lua,
     key: &[u8],
     args: &[&[u8]],
     wait: Option<Duration>,
-) -> RedisResult<i64> {
+) -> RedisResult<T> {
     let cmd = |name: &str, first: &[u8]| {
         let mut cmd = redis::cmd(name);
         cmd.arg(first).arg(1).arg(key);
@@ -269,10 +287,10 @@ async fn run(
     let no_script = |e: &RedisError| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript);
     let evalsha = cmd("EVALSHA", script.hash().as_bytes());
     let Some(wait) = wait else {
-        return match evalsha.query_async::<i64>(conn).await {
+        return match evalsha.query_async::<T>(conn).await {
             Err(e) if no_script(&e) => {
                 cmd("EVAL", script.body.as_bytes())
-                    .query_async::<i64>(conn)
+                    .query_async::<T>(conn)
                     .await
             }
             other => other,
@@ -289,7 +307,7 @@ async fn run(
             .ignore_errors();
         pipe
     };
-    let first = |replies: Vec<Value>| -> RedisResult<i64> {
+    let first = |replies: Vec<Value>| -> RedisResult<T> {
         let reply = replies.into_iter().next().ok_or_else(|| {
             RedisError::from((ErrorKind::UnexpectedReturnType, "no reply to the script"))
         })?;
@@ -328,7 +346,7 @@ impl IdempotencyStore for RedisStore {
         let lease = millis(lease);
         let key = self.key(id);
         match self
-            .eval(
+            .eval::<i64>(
                 &scripts::CLAIM,
                 &key,
                 &[value.as_bytes(), lease.as_bytes()],
@@ -353,7 +371,7 @@ impl IdempotencyStore for RedisStore {
         let retention = millis(retention);
         let key = self.key(id);
         let n = self
-            .eval(
+            .eval::<i64>(
                 &scripts::COMPLETE,
                 &key,
                 &[value.as_bytes(), retention.as_bytes()],
@@ -367,9 +385,34 @@ impl IdempotencyStore for RedisStore {
         let value = in_progress(owner);
         let key = self.key(id);
         let n = self
-            .eval(&scripts::RELEASE, &key, &[value.as_bytes()], false)
+            .eval::<i64>(&scripts::RELEASE, &key, &[value.as_bytes()], false)
             .await?;
         settled(n)
+    }
+
+    async fn inspect(&self, id: &str) -> StoreResult<IdState> {
+        let key = self.key(id);
+        let (state, ttl_ms) = self
+            .eval::<(i64, i64)>(&scripts::INSPECT, &key, &[], false)
+            .await?;
+        // PTTL: -1 without an expiry (never set by this store), taken as none left.
+        let left = Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0));
+        match state {
+            0 => Ok(IdState::Absent),
+            1 => Ok(IdState::InProgress { lease_left: left }),
+            2 => Ok(IdState::Completed {
+                retention_left: left,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn force_release(&self, id: &str) -> StoreResult<bool> {
+        let key = self.key(id);
+        let n = self
+            .eval::<i64>(&scripts::FORCE_RELEASE, &key, &[], true)
+            .await?;
+        Ok(settled(n)? == SettleOutcome::Settled)
     }
 }
 

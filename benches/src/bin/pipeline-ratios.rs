@@ -15,6 +15,11 @@
 //!
 //! Prints ns per delivery (the median of the rounds) and the ratios to the `Value` parse;
 //! the last line is a summary against the target (DESIGN.md): pipeline ≤ 1.0× `Value`.
+//!
+//! With `--features metrics` (the core's feature `metrics` compiled in), a fourth variant,
+//! `metrics`, runs the pipeline recording into a Prometheus recorder (installed for that
+//! variant only, with `metrics::with_local_recorder`), and its ratio to the pipeline
+//! without a recorder is printed too.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -23,7 +28,10 @@ use knolyx_webhook_benches::{FreshIds, TOKEN, deliver, fixtures, headers};
 use knolyx_webhook_core::store::MemoryStore;
 use knolyx_webhook_core::{WebhookEvent, WebhookReceiver};
 
-const VARIANTS: [&str; 3] = ["value", "typed", "pipeline"];
+#[cfg(not(feature = "metrics"))]
+const VARIANTS: &[&str] = &["value", "typed", "pipeline"];
+#[cfg(feature = "metrics")]
+const VARIANTS: &[&str] = &["value", "typed", "pipeline", "metrics"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,15 +48,23 @@ fn main() {
         .unwrap_or(knolyx_webhook_core::store::DEFAULT_CAPACITY);
     let (rounds, batch) = if quick { (9, 5_000) } else { (31, 20_000) };
     let headers = headers();
+    #[cfg(feature = "metrics")]
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(knolyx_webhook_core::metrics::DURATION_BUCKETS)
+        .expect("buckets")
+        .build_recorder();
 
     println!(
         "pipeline-ratios: {rounds} rounds of {batch} deliveries per variant and fixture, in \
          alternation; ns/delivery = median of the rounds; memory store of capacity {capacity}"
     );
-    println!(
+    print!(
         "{:<24} {:>9} {:>9} {:>9} {:>15} {:>12}",
         "fixture", "value", "typed", "pipeline", "pipeline/value", "typed/value"
     );
+    #[cfg(feature = "metrics")]
+    print!(" {:>9} {:>17}", "metrics", "metrics/pipeline");
+    println!();
     let mut worst: Option<(&str, f64)> = None;
     let mut sum_ratio = 0.0;
     let mut count = 0.0;
@@ -61,7 +77,7 @@ fn main() {
             .build()
             .expect("valid configuration");
         let mut ids = FreshIds::new(body);
-        let mut samples: [Vec<f64>; 3] = Default::default();
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
         // Round 0 warms up (caches, the store's first allocations) and is not recorded.
         for round in 0..=rounds {
             for k in 0..VARIANTS.len() {
@@ -84,6 +100,12 @@ fn main() {
                             black_box(WebhookEvent::from_slice(&body).unwrap());
                         }
                     }
+                    #[cfg(feature = "metrics")]
+                    "metrics" => metrics::with_local_recorder(&recorder, || {
+                        for body in bodies {
+                            deliver(&receiver, &headers, body);
+                        }
+                    }),
                     _ => {
                         for body in bodies {
                             deliver(&receiver, &headers, body);
@@ -96,12 +118,16 @@ fn main() {
                 }
             }
         }
-        let [value, typed, pipeline] = samples.map(median);
+        let medians: Vec<f64> = samples.into_iter().map(median).collect();
+        let (value, typed, pipeline) = (medians[0], medians[1], medians[2]);
         let ratio = pipeline / value;
-        println!(
+        print!(
             "{name:<24} {value:>9.0} {typed:>9.0} {pipeline:>9.0} {ratio:>15.2} {:>12.2}",
             typed / value
         );
+        #[cfg(feature = "metrics")]
+        print!(" {:>9.0} {:>17.2}", medians[3], medians[3] / pipeline);
+        println!();
         if worst.is_none_or(|(_, w)| ratio > w) {
             worst = Some((name, ratio));
         }

@@ -11,6 +11,8 @@
 //!   line when it runs the event, retrying failures (`KNOLYX_INBOX_MAX_ATTEMPTS` 20,
 //!   `KNOLYX_INBOX_FIRST_RETRY_MS` 1000, `KNOLYX_INBOX_LEASE_SECS` 60, `KNOLYX_INBOX_TABLE` knolyx_webhook_inbox).
 //!   `KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST=N` fails the first N attempts of each id.
+//! - `KNOLYX_METRICS_PORT`: the metrics in Prometheus text format at
+//!   `http://127.0.0.1:$KNOLYX_METRICS_PORT/metrics` (a listener of its own).
 //! - On SIGTERM or SIGINT: stops accepting, lets running handlers finish for up to
 //!   `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25), releases the claims of those still running
 //!   (so another replica handles their retransmissions at once), and exits 0.
@@ -34,6 +36,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = knolyx_webhook_examples::metrics::serve_if_configured(config.metrics_port).await
+    {
+        eprintln!("axum-receiver: cannot start: {e}");
+        return ExitCode::from(2);
+    }
     let (receiver, inbox) = match config.start().await {
         Ok(started) => started,
         Err(error) => {

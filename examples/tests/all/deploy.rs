@@ -23,6 +23,8 @@ pub(crate) const BINARIES: [&str; 2] = [
 pub(crate) struct Replica {
     child: Child,
     pub(crate) url: String,
+    /// `http://127.0.0.1:PORT/metrics`, with `KNOLYX_METRICS_PORT`.
+    pub(crate) metrics_url: Option<String>,
     stderr: Receiver<String>,
 }
 
@@ -71,11 +73,19 @@ impl Replica {
         let mut replica = Self {
             child,
             url: String::new(),
+            metrics_url: None,
             stderr,
         };
-        let line = replica.wait_for_line("listening on ");
-        replica.url = line["listening on ".len()..].to_owned();
-        replica
+        // The metrics' URL, if any, is printed before the webhook's.
+        loop {
+            let line = replica.wait_for_line(" on ");
+            if let Some(url) = line.strip_prefix("metrics on ") {
+                replica.metrics_url = Some(url.to_owned());
+            } else if let Some(url) = line.strip_prefix("listening on ") {
+                replica.url = url.to_owned();
+                return replica;
+            }
+        }
     }
 
     /// The first stderr line (from now on) containing `text`.
@@ -128,7 +138,7 @@ fn put(
 }
 
 /// The raw value of `id`'s key (`p:<owner>` in progress, `c…` completed), read directly.
-async fn key(server: &PrivateRedis, id: &str) -> Option<String> {
+pub(crate) async fn key(server: &PrivateRedis, id: &str) -> Option<String> {
     use knolyx_webhook_redis::redis;
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

@@ -6,6 +6,8 @@ mod deploy;
 mod faults;
 mod inbox;
 mod leaks;
+mod metrics;
+mod ops;
 mod outage;
 mod replicas;
 mod scenarios;

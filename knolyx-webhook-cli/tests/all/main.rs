@@ -5,6 +5,7 @@ mod help;
 mod inbox;
 mod sandbox;
 mod send;
+mod store;
 mod support;
 mod token_input;
 mod url_credentials;

@@ -19,12 +19,13 @@ use tokio::sync::Notify;
 
 /// Environment variables the binary reads; removed from every run so the developer's own
 /// settings never leak into a test.
-const CLI_ENV: [&str; 5] = [
+const CLI_ENV: [&str; 6] = [
     "KNOLYX_API_URL",
     "KNOLYX_API_KEY",
     "KNOLYX_PROJECT_ID",
     "KNOLYX_WEBHOOK_TOKEN",
     "KNOLYX_WEBHOOK_INBOX",
+    "KNOLYX_WEBHOOK_STORE",
 ];
 
 /// A guard against a hung test, never a way to wait for something.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::{Accepted, DEFAULT_RETENTION, Entry, EntryState, Inbox, ListFilter};
+use super::{Accepted, DEFAULT_RETENTION, Entry, EntryState, Inbox, InboxStats, ListFilter};
 use crate::event::WebhookEvent;
 use crate::store::{
     OwnerToken, SettleOutcome, StoreError, StoreErrorKind, StoreResult, async_trait,
@@ -440,5 +440,24 @@ impl Inbox for MemoryInbox {
             purged += 1;
         }
         Ok(purged)
+    }
+
+    async fn stats(&self) -> StoreResult<InboxStats> {
+        let inner = self.lock()?;
+        let now = Instant::now();
+        let mut stats = InboxStats::default();
+        for slot in inner.entries.values() {
+            match slot.state {
+                EntryState::Pending => {
+                    stats.pending += 1;
+                    let age = now.saturating_duration_since(slot.created);
+                    stats.oldest_pending = Some(stats.oldest_pending.map_or(age, |a| a.max(age)));
+                }
+                EntryState::Running => stats.running += 1,
+                EntryState::Dead => stats.dead += 1,
+                EntryState::Done => stats.done += 1,
+            }
+        }
+        Ok(stats)
     }
 }

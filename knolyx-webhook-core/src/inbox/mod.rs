@@ -381,6 +381,43 @@ impl ListFilter {
     }
 }
 
+/// How many entries an inbox holds in each state, and how long the oldest pending one has
+/// waited: [`Inbox::stats`], behind the inbox gauges of the [`metrics`](crate::metrics)
+/// module.
+///
+/// ```
+/// use std::time::Duration;
+/// use knolyx_webhook_core::inbox::{EntryState, InboxStats};
+///
+/// let stats = InboxStats { pending: 3, dead: 1, oldest_pending: Some(Duration::from_secs(9)), ..InboxStats::default() };
+/// assert_eq!((stats.count(EntryState::Pending), stats.count(EntryState::Running)), (3, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InboxStats {
+    /// Entries pending (due or waiting for a retry).
+    pub pending: u64,
+    /// Entries running (taken, their lease expired or not).
+    pub running: u64,
+    /// Entries dead, waiting for an operator.
+    pub dead: u64,
+    /// Entries done, kept for the retention window.
+    pub done: u64,
+    /// How long ago the oldest pending entry was accepted; `None` when none is pending.
+    pub oldest_pending: Option<Duration>,
+}
+
+impl InboxStats {
+    /// The number of entries in `state`.
+    pub fn count(&self, state: EntryState) -> u64 {
+        match state {
+            EntryState::Pending => self.pending,
+            EntryState::Running => self.running,
+            EntryState::Dead => self.dead,
+            EntryState::Done => self.done,
+        }
+    }
+}
+
 /// A durable inbox of events: see the [module docs](self) for the states and the rules.
 ///
 /// The trait is object-safe (the [`Worker`] runs over an `Arc<dyn Inbox>`), its futures are
@@ -437,4 +474,12 @@ pub trait Inbox: fmt::Debug + Send + Sync + 'static {
     /// Deletes the done entries done at least `older_than` ago; returns how many. A
     /// retransmission of a purged id is stored again.
     async fn purge_done(&self, older_than: Duration) -> StoreResult<u64>;
+
+    /// How many entries are in each state, and the age of the oldest pending one (by the
+    /// inbox's clock). The shipped inboxes answer in one pass (PostgreSQL: one query); the
+    /// default answers [`StoreErrorKind::Unsupported`](crate::store::StoreErrorKind::Unsupported),
+    /// for inboxes written before this method existed.
+    async fn stats(&self) -> StoreResult<InboxStats> {
+        Err(crate::store::StoreError::unsupported("Inbox::stats"))
+    }
 }

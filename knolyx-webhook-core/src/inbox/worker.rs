@@ -94,6 +94,8 @@ struct Settings {
     max_age: Option<Duration>,
     retention: Duration,
     purge_interval: Option<Duration>,
+    #[cfg(feature = "metrics")]
+    stats_interval: Duration,
 }
 
 impl fmt::Debug for Worker {
@@ -173,6 +175,8 @@ impl Worker {
                     max_age: None,
                     retention: DEFAULT_RETENTION,
                     purge_interval: Some(Duration::from_secs(600)),
+                    #[cfg(feature = "metrics")]
+                    stats_interval: Duration::from_secs(15),
                 },
                 waker: None,
             },
@@ -204,7 +208,15 @@ impl Worker {
         let mut woken = true;
         // Half a batch: the least a take refills a backlog by.
         let refill = (s.batch.min(s.concurrency) / 2).max(1);
+        // When the inbox gauges were last refreshed.
+        #[cfg(feature = "metrics")]
+        let mut stats_at: Option<Instant> = None;
         let grace = loop {
+            #[cfg(feature = "metrics")]
+            if stats_at.is_none_or(|at| at.elapsed() >= s.stats_interval) {
+                stats_at = Some(Instant::now());
+                self.refresh_stats().await;
+            }
             if let (Some(due), Some(every)) = (purge_due, s.purge_interval)
                 && due <= Instant::now()
             {
@@ -248,6 +260,9 @@ impl Worker {
                 .into_iter()
                 .flatten()
                 .fold(Instant::now() + s.poll_interval, Instant::min);
+            // Wake for the next refresh of the gauges too.
+            #[cfg(feature = "metrics")]
+            let wake_at = stats_at.map_or(wake_at, |at| wake_at.min(at + s.stats_interval));
             let notified = async {
                 match &self.waker {
                     Some(waker) => waker.notified().await,
@@ -306,6 +321,19 @@ impl Worker {
         }
     }
 
+    /// Sets the inbox gauges from [`Inbox::stats`].
+    #[cfg(feature = "metrics")]
+    async fn refresh_stats(&self) {
+        match self.inbox.stats().await {
+            Ok(stats) => crate::metrics::inbox_stats(&stats),
+            Err(e) => tracing::debug!(
+                error = %e,
+                kind = %e.kind(),
+                "knolyx-webhook: the inbox worker could not read the inbox's stats"
+            ),
+        }
+    }
+
     /// One attempt of `entry`, settled; in its tracing span.
     async fn attempt(self, entry: Entry, abandoned: watch::Receiver<bool>) -> Ended {
         let span = tracing::info_span!(
@@ -341,6 +369,11 @@ impl Worker {
         };
         // Time left to record the failure before the lease expires.
         let limit = s.lease - s.lease / 10;
+        #[cfg(feature = "metrics")]
+        let started = (
+            crate::metrics::event_type_label(event.event_type()),
+            Instant::now(),
+        );
         let attempt = Attempt::new(id, owner, entry.attempts());
         let mut handler = tokio::spawn((self.handler)(event, attempt.clone()));
         let result = tokio::select! {
@@ -367,6 +400,8 @@ impl Worker {
                 return Ended::Released;
             }
         };
+        #[cfg(feature = "metrics")]
+        crate::metrics::handler(started.0, result.is_ok(), started.1.elapsed());
         match result {
             Ok(()) if attempt.is_marked_completed() => {
                 // Completed by the handler, in its own transaction.
@@ -445,6 +480,8 @@ impl Worker {
 
 fn record(outcome: &'static str) {
     tracing::Span::current().record("outcome", outcome);
+    #[cfg(feature = "metrics")]
+    crate::metrics::inbox_attempt(outcome);
 }
 
 /// How an attempt ended, for the worker's loop.
@@ -570,6 +607,16 @@ impl WorkerBuilder {
     /// `LISTEN`.
     pub fn wake_on(mut self, waker: Arc<Notify>) -> Self {
         self.worker.waker = Some(waker);
+        self
+    }
+
+    /// How often the worker refreshes the inbox gauges of the [`metrics`](crate::metrics)
+    /// module from [`Inbox::stats`] (default 15 s; at least 100 ms): one query of a shared
+    /// inbox per interval and replica.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.worker.settings.stats_interval = interval.max(Duration::from_millis(100));
         self
     }
 

@@ -69,6 +69,8 @@ impl WebhookReceiver {
                 event_type = field::Empty,
                 outcome = field::Empty,
             ),
+            #[cfg(feature = "metrics")]
+            event_type: std::sync::OnceLock::new(),
         }
     }
 
@@ -126,7 +128,10 @@ impl WebhookReceiver {
         let inner = &self.inner;
         let mut released = 0;
         for (key, id, owner) in inner.inflight.snapshot() {
-            match inner.store.release(&id, owner).await {
+            let release = inner.store.release(&id, owner);
+            #[cfg(feature = "metrics")]
+            let release = crate::metrics::store("release", release);
+            match release.await {
                 Ok(SettleOutcome::Settled) => {
                     inner.inflight.mark_released(key);
                     released += 1;
@@ -154,6 +159,9 @@ impl WebhookReceiver {
 pub struct Reception {
     receiver: WebhookReceiver,
     span: Span,
+    /// The `event_type` label, once the type is known.
+    #[cfg(feature = "metrics")]
+    event_type: std::sync::OnceLock<&'static str>,
 }
 
 impl Reception {
@@ -240,6 +248,8 @@ impl Reception {
             Err(rejection) => self.rejected(rejection),
             Ok(Accepted::Answered(answer)) => {
                 self.span.record("outcome", answer.outcome());
+                #[cfg(feature = "metrics")]
+                crate::metrics::delivery(answer.outcome(), self.event_type_label());
                 self.span
                     .in_scope(|| tracing::debug!(outcome = answer.outcome(), "answered"));
             }
@@ -259,6 +269,8 @@ impl Reception {
             if let Some((id, event_type)) = e.id_and_type() {
                 self.span.record("id", id);
                 self.span.record("event_type", event_type);
+                #[cfg(feature = "metrics")]
+                self.known_type(event_type);
             }
             match e.kind() {
                 ParseErrorKind::InvalidData => Rejection::from(InvalidEventData::new(e)),
@@ -267,6 +279,8 @@ impl Reception {
         })?;
         self.span.record("id", event.id());
         self.span.record("event_type", event.event_type());
+        #[cfg(feature = "metrics")]
+        self.known_type(event.event_type());
 
         if matches!(event.event(), Event::Ping(_)) {
             return match config.ping {
@@ -316,12 +330,31 @@ impl Reception {
     }
 
     fn deliver(&self, event: WebhookEvent, settlement: Settlement) -> Accepted {
+        #[cfg(feature = "metrics")]
+        let settlement = settlement.metered(self.event_type_label());
         Accepted::Deliver(Delivery { event, settlement })
+    }
+
+    #[cfg(feature = "metrics")]
+    fn known_type(&self, event_type: &str) {
+        let _ = self
+            .event_type
+            .set(crate::metrics::event_type_label(event_type));
+    }
+
+    #[cfg(feature = "metrics")]
+    fn event_type_label(&self) -> &'static str {
+        self.event_type
+            .get()
+            .copied()
+            .unwrap_or(crate::metrics::NO_TYPE)
     }
 
     fn rejected(&self, rejection: &Rejection) {
         let outcome = rejection.outcome();
         self.span.record("outcome", outcome);
+        #[cfg(feature = "metrics")]
+        crate::metrics::delivery(outcome, self.event_type_label());
         let _entered = self.span.enter();
         match rejection {
             // The kind and the whole source chain (the fmt subscriber prints

@@ -133,9 +133,17 @@ impl ClaimHandle {
             Action::Complete if self.marked_completed() => Ok(SettleOutcome::Settled),
             Action::Complete => {
                 let retention = self.receiver.config.retention;
-                store.complete(&self.id, self.owner, retention).await
+                let complete = store.complete(&self.id, self.owner, retention);
+                #[cfg(feature = "metrics")]
+                let complete = crate::metrics::store("complete", complete);
+                complete.await
             }
-            Action::Release => store.release(&self.id, self.owner).await,
+            Action::Release => {
+                let release = store.release(&self.id, self.owner);
+                #[cfg(feature = "metrics")]
+                let release = crate::metrics::store("release", release);
+                release.await
+            }
         }
     }
 
@@ -302,7 +310,10 @@ impl ClaimAttempt {
         let result = match &self.claim {
             Some(c) => {
                 let lease = c.receiver.config.lease;
-                c.receiver.store.claim(&c.id, c.owner, lease).await
+                let claim = c.receiver.store.claim(&c.id, c.owner, lease);
+                #[cfg(feature = "metrics")]
+                let claim = crate::metrics::store("claim", claim);
+                claim.await
             }
             None => unreachable!("a claim attempt runs once"),
         };
@@ -402,6 +413,9 @@ impl ClaimRef {
 pub struct Settlement {
     claim: Option<ClaimHandle>,
     span: Span,
+    /// The `event_type` label and when the handler got the event; taken when counted.
+    #[cfg(feature = "metrics")]
+    metered: Option<(&'static str, std::time::Instant)>,
 }
 
 impl fmt::Debug for Settlement {
@@ -432,7 +446,32 @@ pub enum Settled {
 
 impl Settlement {
     pub(crate) fn new(claim: Option<ClaimHandle>, span: Span) -> Self {
-        Self { claim, span }
+        Self {
+            claim,
+            span,
+            #[cfg(feature = "metrics")]
+            metered: None,
+        }
+    }
+
+    /// Counts this delivery, of this `event_type` label, when it ends; the handler's
+    /// duration starts now.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metered(mut self, event_type: &'static str) -> Self {
+        self.metered = Some((event_type, std::time::Instant::now()));
+        self
+    }
+
+    /// Records the handler's duration (once it has run) and counts the delivery with its
+    /// span's `outcome`.
+    #[cfg(feature = "metrics")]
+    fn count(&mut self, outcome: &'static str, handler_succeeded: Option<bool>) {
+        if let Some((event_type, handed)) = self.metered.take() {
+            if let Some(succeeded) = handler_succeeded {
+                crate::metrics::handler(event_type, succeeded, handed.elapsed());
+            }
+            crate::metrics::delivery(outcome, event_type);
+        }
     }
 
     /// The delivery's tracing span: run the handler inside it.
@@ -478,6 +517,8 @@ impl Settlement {
                 "handler_failed"
             };
             self.span.record("outcome", outcome);
+            #[cfg(feature = "metrics")]
+            self.count(outcome, Some(handler_succeeded));
             return Settled::NoClaim;
         };
         let action = if handler_succeeded {
@@ -485,6 +526,9 @@ impl Settlement {
         } else {
             Action::Release
         };
+        // The handler has run: its duration ends here, before the store is written.
+        #[cfg(feature = "metrics")]
+        let handler_took = self.metered.map(|(_, handed)| handed.elapsed());
         let mut guard = FinishInBackground {
             claim: Some(claim),
             action,
@@ -498,6 +542,8 @@ impl Settlement {
             // Nothing to write: the id is free (another replica may be running it).
             drop(guard.claim.take());
             self.span.record("outcome", "released_at_shutdown");
+            #[cfg(feature = "metrics")]
+            self.count("released_at_shutdown", Some(handler_succeeded));
             self.span.in_scope(|| {
                 tracing::info!(
                     outcome = "released_at_shutdown",
@@ -513,11 +559,19 @@ impl Settlement {
             (_, Ok(SettleOutcome::NotOwner)) => Settled::LeaseLost,
             (_, Err(_)) => Settled::StoreFailed,
         };
-        self.log(settled, result.err());
+        let outcome = self.log(settled, result.err());
+        #[cfg(feature = "metrics")]
+        if let (Some((event_type, _)), Some(took)) = (self.metered.take(), handler_took) {
+            crate::metrics::handler(event_type, handler_succeeded, took);
+            crate::metrics::delivery(outcome, event_type);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = outcome;
         settled
     }
 
-    fn log(&self, settled: Settled, error: Option<StoreError>) {
+    /// Logs how the settle went; returns the span's `outcome`.
+    fn log(&self, settled: Settled, error: Option<StoreError>) -> &'static str {
         let outcome = match settled {
             Settled::Completed => "handled",
             Settled::Released => "handler_failed",
@@ -542,6 +596,7 @@ impl Settlement {
                 "the handler outlived its lease; the claim could not be settled"
             ),
         }
+        outcome
     }
 }
 
@@ -551,6 +606,8 @@ impl Drop for Settlement {
             return;
         };
         self.span.record("outcome", "abandoned");
+        #[cfg(feature = "metrics")]
+        self.count("abandoned", None);
         let _entered = self.span.enter();
         if claim.released_at_shutdown() {
             tracing::info!(

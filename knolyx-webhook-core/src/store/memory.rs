@@ -10,7 +10,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::table::Table;
 use super::{
-    ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreErrorKind,
+    ClaimOutcome, IdState, IdempotencyStore, OwnerToken, SettleOutcome, StoreError, StoreErrorKind,
     StoreResult, async_trait,
 };
 
@@ -492,6 +492,38 @@ impl IdempotencyStore for MemoryStore {
         }
         shard.in_progress.remove(&key);
         Ok(SettleOutcome::Settled)
+    }
+
+    async fn inspect(&self, id: &str) -> StoreResult<IdState> {
+        let (key, index) = self.key(id);
+        let now = self.now();
+        let shard = self.shard(index);
+        if let Some(&(_, until)) = shard.in_progress.get(&key)
+            && until > now
+        {
+            return Ok(IdState::InProgress {
+                lease_left: Duration::from_millis(until - now),
+            });
+        }
+        Ok(match shard.completed_until(&key) {
+            Some(until) if !tick_expired(until, now) => IdState::Completed {
+                retention_left: Duration::from_millis(u64::from(until) * TICK_MS - now),
+            },
+            _ => IdState::Absent,
+        })
+    }
+
+    async fn force_release(&self, id: &str) -> StoreResult<bool> {
+        let (key, index) = self.key(id);
+        let now = self.now();
+        let mut shard = self.shard(index);
+        match shard.in_progress.get(&key) {
+            Some(&(_, until)) if until > now => {
+                shard.in_progress.remove(&key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

@@ -245,6 +245,58 @@ pub trait IdempotencyStore: fmt::Debug + Send + Sync + 'static {
     /// Forgets `id`, if `owner` holds its unexpired claim, so that the next delivery of it
     /// runs the handler.
     async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome>;
+
+    /// The state of `id`, for an operator (`knolyx-webhook store show`): absent (never
+    /// seen, released, or expired), in progress with the time left on its lease, or
+    /// completed with the time left of its retention. Read-only.
+    ///
+    /// Every shipped store implements it; the default answers
+    /// [`StoreErrorKind::Unsupported`], for stores written before it existed.
+    async fn inspect(&self, id: &str) -> StoreResult<IdState> {
+        let _ = id;
+        Err(StoreError::unsupported("IdempotencyStore::inspect"))
+    }
+
+    /// Frees `id` if it is in progress, whoever holds it (unfenced: an operator's action,
+    /// for an id stuck after a crash; `knolyx-webhook store release`), so that its next
+    /// delivery runs the handler at once instead of after the lease. Returns whether an
+    /// id in progress was freed; a completed or absent id is left alone (`false`).
+    ///
+    /// A handler still running for the id then finds its claim gone when it settles
+    /// ([`SettleOutcome::NotOwner`]). Every shipped store implements it; the default
+    /// answers [`StoreErrorKind::Unsupported`].
+    async fn force_release(&self, id: &str) -> StoreResult<bool> {
+        let _ = id;
+        Err(StoreError::unsupported("IdempotencyStore::force_release"))
+    }
+}
+
+/// The state of an id in a store: [`IdempotencyStore::inspect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdState {
+    /// Not in the store: never claimed, released, or its lease or retention expired.
+    Absent,
+    /// Claimed, its handler (presumably) running.
+    InProgress {
+        /// How long until the lease expires and a retransmission takes the id over.
+        lease_left: Duration,
+    },
+    /// Handled: retransmissions are duplicates.
+    Completed {
+        /// How long the id is still remembered.
+        retention_left: Duration,
+    },
+}
+
+impl IdState {
+    /// `absent`, `in_progress` or `completed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IdState::Absent => "absent",
+            IdState::InProgress { .. } => "in_progress",
+            IdState::Completed { .. } => "completed",
+        }
+    }
 }
 
 #[async_trait]
@@ -270,6 +322,14 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
     async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
         (**self).release(id, owner).await
     }
+
+    async fn inspect(&self, id: &str) -> StoreResult<IdState> {
+        (**self).inspect(id).await
+    }
+
+    async fn force_release(&self, id: &str) -> StoreResult<bool> {
+        (**self).force_release(id).await
+    }
 }
 
 #[async_trait]
@@ -294,6 +354,14 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Box<S> {
 
     async fn release(&self, id: &str, owner: OwnerToken) -> StoreResult<SettleOutcome> {
         (**self).release(id, owner).await
+    }
+
+    async fn inspect(&self, id: &str) -> StoreResult<IdState> {
+        (**self).inspect(id).await
+    }
+
+    async fn force_release(&self, id: &str) -> StoreResult<bool> {
+        (**self).force_release(id).await
     }
 }
 
@@ -364,6 +432,8 @@ pub enum StoreErrorKind {
     Full,
     /// Any other failure of the backend (an unexpected reply, a query error).
     Backend,
+    /// The store does not implement the operation (a default method of the trait).
+    Unsupported,
 }
 
 impl StoreErrorKind {
@@ -378,6 +448,7 @@ impl StoreErrorKind {
             StoreErrorKind::Misconfigured => "misconfigured",
             StoreErrorKind::Full => "full",
             StoreErrorKind::Backend => "backend",
+            StoreErrorKind::Unsupported => "unsupported",
         }
     }
 }
@@ -443,6 +514,16 @@ impl StoreError {
             StoreErrorKind::Backend,
             "idempotency store failed",
             Some(source.into()),
+        )
+    }
+
+    /// The store does not implement `operation` (a third-party store written before it was
+    /// added to its trait).
+    pub fn unsupported(operation: &'static str) -> Self {
+        Self::new(
+            StoreErrorKind::Unsupported,
+            format!("this store does not implement {operation}"),
+            None,
         )
     }
 

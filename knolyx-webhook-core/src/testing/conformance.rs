@@ -4,7 +4,9 @@
 //! claim, complete and release; fencing of non-owners; concurrent claims with exactly one
 //! winner, of a new id and of an id whose lease or retention expired (the others seeing the
 //! takeover in progress, never the expired completion); lease expiry and takeover; a stale
-//! owner fenced after a takeover; retention expiry; and 10,000 distinct ids. It panics, naming the rule, at the first violation.
+//! owner fenced after a takeover; retention expiry; the operator's `inspect` and
+//! `force_release` (skipped for a store that implements neither); and 10,000 distinct ids.
+//! It panics, naming the rule, at the first violation.
 //!
 //! Every id it uses starts with a random prefix, so it can run repeatedly, and in
 //! parallel, against a shared server (Redis, PostgreSQL) without cleaning up. Its only
@@ -33,7 +35,9 @@ use std::time::Duration;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::store::{ClaimOutcome, IdempotencyStore, OwnerToken, SettleOutcome};
+use crate::store::{
+    ClaimOutcome, IdState, IdempotencyStore, OwnerToken, SettleOutcome, StoreErrorKind,
+};
 
 /// The short lease and retention the suite sets to test expiry.
 pub const SHORT: Duration = Duration::from_millis(300);
@@ -62,7 +66,9 @@ pub async fn run<S: IdempotencyStore + ?Sized>(store: Arc<S>) {
     // The checks that wait run side by side, so the suite waits once.
     let (lease, retention) = (id("lease"), id("retention"));
     let (race, retention_race) = (id("takeover-race"), id("retention-takeover-race"));
+    let operator_id = id("operator");
     tokio::join!(
+        operator(s, &operator_id),
         lease_expiry_and_takeover(s, &lease),
         retention_expiry(s, &retention),
         concurrent_takeover(&store, &race, Expired::Lease),
@@ -472,7 +478,7 @@ pub enum Persistence {
 
 /// Checks that a store fails fast and recovers by itself across an outage of its backing
 /// service, without being rebuilt: a claim before; `stop`; three claims that fail with
-/// [`StoreErrorKind::Unavailable`](crate::store::StoreErrorKind::Unavailable) or
+/// [`StoreErrorKind::Unavailable`] or
 /// [`Timeout`](crate::store::StoreErrorKind::Timeout), each within `fail_within`; `start`;
 /// then, within 10 s of retrying, a claim, a complete and a duplicate as usual (and, for a
 /// [`Persistence::Durable`] service, the claim made before the outage still in progress).
@@ -613,4 +619,115 @@ where
         "conformance: one namespace's owner must not settle another's claim"
     );
     assert_eq!(complete(b, id, owner_b, LONG).await, SettleOutcome::Settled);
+}
+
+async fn inspect<S: IdempotencyStore + ?Sized>(store: &S, id: &str) -> IdState {
+    match store.inspect(id).await {
+        Ok(state) => state,
+        Err(e) => panic!("conformance: inspect({id:?}) failed: {e} ({:?})", e.kind()),
+    }
+}
+
+async fn force_release<S: IdempotencyStore + ?Sized>(store: &S, id: &str) -> bool {
+    match store.force_release(id).await {
+        Ok(freed) => freed,
+        Err(e) => panic!(
+            "conformance: force_release({id:?}) failed: {e} ({:?})",
+            e.kind()
+        ),
+    }
+}
+
+/// Whether `left` is about `full`: no more than a minute under it, and at most a second
+/// over (a store may round expiries up to its clock's tick, never down).
+fn left_of(left: Duration, full: Duration) -> bool {
+    left <= full + Duration::from_secs(1) && left + Duration::from_secs(60) > full
+}
+
+/// The operator's operations: `inspect` tells absent, in progress and completed apart
+/// with the time left; `force_release` frees an id in progress whoever holds it (the
+/// holder is then fenced out) and leaves completed and absent ids alone. A store that
+/// implements neither (both answer `Unsupported`, the trait's defaults) is not checked.
+async fn operator<S: IdempotencyStore + ?Sized>(store: &S, id: &str) {
+    let unsupported = |r: Result<_, crate::store::StoreError>| matches!(r, Err(e) if e.kind() == StoreErrorKind::Unsupported);
+    if unsupported(store.inspect(id).await.map(drop))
+        && unsupported(store.force_release(id).await.map(drop))
+    {
+        eprintln!("conformance: the store implements neither inspect nor force_release: skipped");
+        return;
+    }
+    assert_eq!(
+        inspect(store, id).await,
+        IdState::Absent,
+        "conformance: an id never claimed must be absent"
+    );
+    assert!(
+        !force_release(store, id).await,
+        "conformance: force_release of an absent id must free nothing"
+    );
+    let crashed = owner();
+    assert_eq!(claim(store, id, crashed, LONG).await, ClaimOutcome::Claimed);
+    match inspect(store, id).await {
+        IdState::InProgress { lease_left } => assert!(
+            left_of(lease_left, LONG),
+            "conformance: the lease left must be about {LONG:?}, not {lease_left:?}"
+        ),
+        other => panic!("conformance: a claimed id must be in progress, not {other:?}"),
+    }
+    assert!(
+        force_release(store, id).await,
+        "conformance: force_release must free an id in progress, whoever holds it"
+    );
+    assert_eq!(
+        inspect(store, id).await,
+        IdState::Absent,
+        "conformance: a force-released id must be absent"
+    );
+    assert_eq!(
+        complete(store, id, crashed, LONG).await,
+        SettleOutcome::NotOwner,
+        "conformance: the holder of a force-released claim must be fenced out"
+    );
+    let next = owner();
+    assert_eq!(
+        claim(store, id, next, LONG).await,
+        ClaimOutcome::Claimed,
+        "conformance: a force-released id must be claimable at once"
+    );
+    assert_eq!(
+        complete(store, id, next, LONG).await,
+        SettleOutcome::Settled
+    );
+    match inspect(store, id).await {
+        IdState::Completed { retention_left } => assert!(
+            left_of(retention_left, LONG),
+            "conformance: the retention left must be about {LONG:?}, not {retention_left:?}"
+        ),
+        other => panic!("conformance: a completed id must show completed, not {other:?}"),
+    }
+    assert!(
+        !force_release(store, id).await,
+        "conformance: force_release must leave a completed id alone"
+    );
+    assert_eq!(
+        claim(store, id, owner(), LONG).await,
+        ClaimOutcome::Completed,
+        "conformance: a completed id must stay completed after force_release"
+    );
+    // An expired lease is absent, and nothing to free.
+    let expiring = format!("{id}-expiring");
+    assert_eq!(
+        claim(store, &expiring, owner(), SHORT).await,
+        ClaimOutcome::Claimed
+    );
+    tokio::time::sleep(WAIT).await;
+    assert_eq!(
+        inspect(store, &expiring).await,
+        IdState::Absent,
+        "conformance: an id whose lease expired must be absent"
+    );
+    assert!(
+        !force_release(store, &expiring).await,
+        "conformance: force_release of an expired lease must free nothing"
+    );
 }

@@ -461,6 +461,14 @@ impl<S: IdempotencyStore> IdempotencyStore for FaultyStore<S> {
         )
         .await
     }
+    /// The operator's operations pass through, without faults and not recorded.
+    async fn inspect(&self, id: &str) -> StoreResult<crate::store::IdState> {
+        self.shared.inner.inspect(id).await
+    }
+
+    async fn force_release(&self, id: &str) -> StoreResult<bool> {
+        self.shared.inner.force_release(id).await
+    }
 }
 
 #[cfg(test)]

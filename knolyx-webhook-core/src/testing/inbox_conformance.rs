@@ -6,7 +6,8 @@
 //! stale owner after its lease expired and another took the entry over; release; fail ->
 //! the retry's schedule -> dead, and the retry of dead entries (one and all); exclusive
 //! takes under concurrency ([`CONCURRENT_TAKERS`] takers, each entry to exactly one);
-//! `list` and `show`; purge of done entries; and [`MANY_IDS`] distinct ids. It panics,
+//! `list` and `show`; purge of done entries; [`MANY_IDS`] distinct ids; and `stats`
+//! (counts by state, the age of the oldest pending entry). It panics,
 //! naming the rule, at the first violation.
 //!
 //! The inbox must be **empty and used by nothing else** while the suite runs (`take` hands
@@ -33,7 +34,7 @@ use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::event::WebhookEvent;
-use crate::inbox::{Accepted, Entry, EntryState, Inbox, ListFilter};
+use crate::inbox::{Accepted, Entry, EntryState, Inbox, InboxStats, ListFilter};
 use crate::store::{OwnerToken, SettleOutcome};
 use crate::testing::TestEvent;
 
@@ -67,6 +68,7 @@ pub async fn run(inbox: Arc<dyn Inbox>) {
     exclusive_takes(&inbox, &id("exclusive")).await;
     purge(i, &id("purge")).await;
     many_ids(&inbox, &id("many")).await;
+    stats(i, &id("stats")).await;
 }
 
 fn owner() -> OwnerToken {
@@ -648,5 +650,66 @@ async fn many_ids(inbox: &Arc<dyn Inbox>, prefix: &str) {
     );
     for id in ids.iter() {
         assert_eq!(complete(&**inbox, id, worker).await, SettleOutcome::Settled);
+    }
+}
+
+async fn counts(inbox: &dyn Inbox) -> InboxStats {
+    match inbox.stats().await {
+        Ok(stats) => stats,
+        Err(e) => panic!("inbox conformance: stats failed: {e} ({:?})", e.kind()),
+    }
+}
+
+/// `stats` counts every state and ages the oldest pending entry.
+async fn stats(inbox: &dyn Inbox, prefix: &str) {
+    let base = counts(inbox).await;
+    let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
+    let accepted = std::time::Instant::now();
+    assert_eq!(accept(inbox, &event(&a)).await, Accepted::Stored);
+    tokio::time::sleep(SHORT).await;
+    let now = counts(inbox).await;
+    assert_eq!(
+        (now.pending, now.running, now.dead, now.done),
+        (base.pending + 1, base.running, base.dead, base.done),
+        "inbox conformance: stats must count an accepted entry as pending"
+    );
+    let age = now
+        .oldest_pending
+        .expect("inbox conformance: stats must age the oldest pending entry");
+    assert!(
+        age >= SHORT - Duration::from_millis(50),
+        "inbox conformance: the oldest pending entry was accepted {SHORT:?} ago, not {age:?}"
+    );
+    if base.pending == 0 {
+        assert!(
+            age <= accepted.elapsed() + Duration::from_secs(1),
+            "inbox conformance: the oldest pending entry is younger than {age:?}"
+        );
+    }
+    let worker = owner();
+    take_one(inbox, worker, LONG, &a).await;
+    let now = counts(inbox).await;
+    assert_eq!(
+        (now.pending, now.running),
+        (base.pending, base.running + 1),
+        "inbox conformance: stats must count a taken entry as running"
+    );
+    assert_eq!(
+        fail(inbox, &a, worker, "boom", None).await,
+        SettleOutcome::Settled
+    );
+    assert_eq!(accept(inbox, &event(&b)).await, Accepted::Stored);
+    take_and_complete(inbox, &[(&b, 1)], "stats: take the one entry due").await;
+    let now = counts(inbox).await;
+    assert_eq!(
+        (now.pending, now.running, now.dead, now.done),
+        (base.pending, base.running, base.dead + 1, base.done + 1),
+        "inbox conformance: stats must count dead and done entries"
+    );
+    if base.pending == 0 {
+        assert_eq!(
+            now.oldest_pending, None,
+            "inbox conformance: no entry is pending: no oldest pending age"
+        );
     }
 }

@@ -5,6 +5,7 @@ mod corpus;
 mod fixtures;
 mod fuzz_checks;
 mod memory_capacity;
+mod metrics;
 mod model;
 mod pipeline_table;
 mod shutdown;

@@ -11,8 +11,11 @@
 //! - [`pipeline`]: [`WebhookReceiver`], the receive pipeline and its configuration.
 //! - [`rejection`]: every rejection and answer, with its status.
 //! - [`store`]: the [`IdempotencyStore`] trait and the default [`MemoryStore`].
-//! - `testing` (feature `testing`): the store conformance suite and builders of realistic
-//!   test events.
+//! - `testing` (feature `testing`, so not in a default docs build: see docs.rs, or
+//!   `cargo doc --features testing`): what a unit test of your handler needs (realistic
+//!   events, the request Knolyx would send, a claim) and the store conformance suite. Enable
+//!   it in your `[dev-dependencies]`:
+//!   `knolyx-webhook-core = { version = "0.1", features = ["testing"] }`.
 //!
 //! ```
 //! use bytes::Bytes;

@@ -153,12 +153,16 @@
 //!
 //! # Features
 //!
-//! - `axum`: the [`KnolyxEvent`] extractor and its [`MissingKnolyxWebhookLayer`]
-//!   rejection, built on `axum-core` alone.
+//! - `axum` (default): the [`KnolyxEvent`] extractor and its [`MissingKnolyxWebhookLayer`]
+//!   rejection, built on `axum-core` alone. A tower- or hyper-only service can turn it off
+//!   with `default-features = false`; the layer does not need it.
 //!
 //! [Knolyx]: https://knolyx.com
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs above present the axum extractor; without the (default) `axum` feature
+// their links to it have no target, and render as plain text.
+#![cfg_attr(not(feature = "axum"), allow(rustdoc::broken_intra_doc_links))]
 
 mod future;
 mod layer;

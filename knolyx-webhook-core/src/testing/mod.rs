@@ -31,8 +31,8 @@ mod proxy;
 mod services;
 
 pub use events::{TestEvent, random_id};
-pub use handler::{claim, claim_ref, claim_with_lease};
 pub use faulty::{CallOutcome, Fault, FaultyStore, StoreCall, StoreOp, Times};
+pub use handler::{claim, claim_ref, claim_with_lease};
 pub use proxy::TcpProxy;
 pub use services::service_url;
 

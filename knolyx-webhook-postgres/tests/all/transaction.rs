@@ -170,11 +170,14 @@ async fn a_handler_completing_in_its_own_transaction_can_be_unit_tested() {
         KnolyxEvent(event): KnolyxEvent,
     ) -> StatusCode {
         let mut tx = app.store.pool().begin().await.unwrap();
-        sqlx::query(&format!("INSERT INTO {} (message_id) VALUES ($1)", app.side))
-            .bind(event.id())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO {} (message_id) VALUES ($1)",
+            app.side
+        ))
+        .bind(event.id())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         match app.store.complete_in_transaction(&mut tx, &claim).await {
             Ok(SettleOutcome::Settled) => {
                 tx.commit().await.unwrap();
@@ -240,7 +243,9 @@ async fn a_handler_completing_in_its_own_transaction_can_be_unit_tested() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
-            response.headers().contains_key("x-knolyx-webhook-duplicate"),
+            response
+                .headers()
+                .contains_key("x-knolyx-webhook-duplicate"),
             duplicate
         );
     }

@@ -271,13 +271,18 @@ async fn route_layer_guards_only_the_routes_before_it_on_its_router() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
     assert_eq!(body, "shop COURSE_STARTED");
     assert_eq!(
         status(&app, event.request(ROUTE, "wrong")).await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(status(&app, fetch(ROUTE)).await, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        status(&app, fetch(ROUTE)).await,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 
     // The mistake: the layer on the app's own router, after `/health`.
     let guarded = Router::new()

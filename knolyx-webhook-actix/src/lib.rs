@@ -147,6 +147,9 @@
 mod extractor;
 mod middleware;
 mod rejection;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use extractor::{KnolyxClaim, KnolyxEvent};
 pub use middleware::{KnolyxWebhookMiddleware, KnolyxWebhookService};

@@ -13,8 +13,11 @@
 //! - [`store`]: the [`IdempotencyStore`] trait and the default [`MemoryStore`].
 //! - [`metrics`]: the names, labels and values of the metrics emitted with the feature
 //!   `metrics`.
-//! - `testing` (feature `testing`): the store conformance suite and builders of realistic
-//!   test events.
+//! - `testing` (feature `testing`, so not in a default docs build: see docs.rs, or
+//!   `cargo doc --features testing`): what a unit test of your handler needs (realistic
+//!   events, the request Knolyx would send, a claim) and the store conformance suite. Enable
+//!   it in your `[dev-dependencies]`:
+//!   `knolyx-webhook-core = { version = "0.1", features = ["testing"] }`.
 //!
 //! ```
 //! use bytes::Bytes;

@@ -102,7 +102,8 @@ async fn pong(port: u16) -> bool {
 
 /// Whether `redis-server` and `redis-cli` can be run. When they cannot, it prints a notice
 /// and returns `false` (the test skips), unless `KNOLYX_TEST_REQUIRE_SERVICES=1`, where it
-/// panics (CI must run these tests).
+/// panics (CI must run these tests). Mark such tests `#[ignore = "needs redis-server …"]`
+/// too, so that a plain `cargo test` reports them as ignored rather than passed.
 pub fn redis_server_installed() -> bool {
     let runs = |program: &str| {
         Command::new(program)

@@ -29,8 +29,45 @@
 //! # axum
 //!
 //! Add the layer with `route_layer` to the webhook's route, and extract [`KnolyxEvent`]
-//! (feature `axum`). Route every method to the handler (`any`): the pipeline itself answers
-//! other methods with 405 and `Allow: PUT, POST`.
+//! (feature `axum`, on by default). Route every method to the handler (`any`): the pipeline
+//! itself answers other methods with 405 and `Allow: PUT, POST`.
+//!
+//! **`route_layer` wraps every route added before it on the same router**, and only those.
+//! Added to an app's router after `/health`, it guards `/health` too (a GET there gets 405).
+//! In an app with other routes, give the webhook route a router of its own, with the layer,
+//! and `merge` (or `nest`) it; routes of the other routers, and routes added after the
+//! `route_layer`, are not affected:
+//!
+//! ```
+//! use axum::extract::State;
+//! use axum::routing::{any, get};
+//! use axum::Router;
+//! use knolyx_webhook_core::WebhookReceiver;
+//! use knolyx_webhook_tower::{KnolyxEvent, KnolyxWebhookLayer};
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     shop: &'static str,
+//! }
+//!
+//! async fn on_event(State(state): State<AppState>, KnolyxEvent(event): KnolyxEvent) -> String {
+//!     format!("{} {}", state.shop, event.id())
+//! }
+//!
+//! fn app(state: AppState, receiver: WebhookReceiver) -> Router {
+//!     let webhooks = Router::new()
+//!         .route("/webhooks/knolyx", any(on_event))
+//!         .route_layer(KnolyxWebhookLayer::new(receiver)); // guards /webhooks/knolyx only
+//!     Router::new()
+//!         .route("/health", get(|| async { "ok" }))
+//!         .nest("/api", Router::new().route("/orders", get(|| async { "[]" })))
+//!         .merge(webhooks)
+//!         .with_state(state)
+//! }
+//! # let _ = app(AppState { shop: "shop" }, WebhookReceiver::builder().token("t0ken").build().unwrap());
+//! ```
+//!
+//! A complete example with a server:
 //!
 //! ```
 //! use axum::body::Body;
@@ -52,7 +89,7 @@
 //! let app = Router::new()
 //!     .route("/webhooks/knolyx", any(on_event))
 //!     .route_layer(KnolyxWebhookLayer::new(receiver))
-//!     // Routes added after `route_layer` are not affected by it.
+//!     // Routes added after `route_layer` are not affected by it (before it, they would be).
 //!     .route("/health", get(|| async { "ok" }));
 //!
 //! let delivery = |token: &str| {
@@ -143,6 +180,14 @@
 //! # }
 //! ```
 //!
+//! # Testing your handler
+//!
+//! `knolyx_webhook_core::testing` (feature `testing`, for your dev-dependencies) builds
+//! realistic events (`TestEvent`), the request Knolyx would send for one, with the token
+//! header (`TestEvent::request(uri, token)`, for `tower::ServiceExt::oneshot` on your
+//! router), and a claim for a handler that completes it in its own transaction
+//! (`testing::claim`). The repository's README, "Testing your handler", has complete tests.
+//!
 //! # Handlers that fail or never finish
 //!
 //! A handler's non-2xx response or error releases the claim: the retransmission runs it
@@ -153,12 +198,16 @@
 //!
 //! # Features
 //!
-//! - `axum`: the [`KnolyxEvent`] extractor and its [`MissingKnolyxWebhookLayer`]
-//!   rejection, built on `axum-core` alone.
+//! - `axum` (default): the [`KnolyxEvent`] extractor and its [`MissingKnolyxWebhookLayer`]
+//!   rejection, built on `axum-core` alone. A tower- or hyper-only service can turn it off
+//!   with `default-features = false`; the layer does not need it.
 //!
 //! [Knolyx]: https://knolyx.com
 //! [tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs above present the axum extractor; without the (default) `axum` feature
+// their links to it have no target, and render as plain text.
+#![cfg_attr(not(feature = "axum"), allow(rustdoc::broken_intra_doc_links))]
 
 mod future;
 mod layer;

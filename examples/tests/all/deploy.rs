@@ -150,6 +150,7 @@ pub(crate) async fn key(server: &PrivateRedis, id: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn sigterm_lets_a_short_handler_finish_and_complete() {
     if !knolyx_webhook_redis::testing::redis_server_installed() {
         return;
@@ -187,6 +188,7 @@ async fn sigterm_lets_a_short_handler_finish_and_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn sigterm_releases_the_claim_of_a_handler_outliving_the_grace_period() {
     if !knolyx_webhook_redis::testing::redis_server_installed() {
         return;

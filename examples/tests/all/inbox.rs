@@ -171,11 +171,13 @@ async fn inbox_mode(framework: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn axum_inbox_mode_stores_acknowledges_and_the_worker_handles() {
     inbox_mode("axum").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn actix_inbox_mode_stores_acknowledges_and_the_worker_handles() {
     inbox_mode("actix-web").await;
 }
@@ -184,6 +186,7 @@ async fn actix_inbox_mode_stores_acknowledges_and_the_worker_handles() {
 /// although the handler fails its first two attempts; the worker retries it and prints the
 /// contract's line; SIGTERM stops both, exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn the_receivers_in_inbox_mode_queue_then_retry_until_handled() {
     use crate::deploy::{BINARIES, Replica, TOKEN as BIN_TOKEN};
     let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
@@ -332,11 +335,13 @@ async fn inbox_stall(framework: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn axum_inbox_mode_answers_503_in_a_database_stall_and_recovers() {
     inbox_stall("axum").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn actix_inbox_mode_answers_503_in_a_database_stall_and_recovers() {
     inbox_stall("actix-web").await;
 }
@@ -459,6 +464,7 @@ mod binaries {
     /// 90 % of it would be cancelled and retried, which a very slow machine could reach
     /// before the kill; the checks hold either way.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
     async fn a_receiver_killed_with_acknowledged_entries_loses_none() {
         let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
             return;
@@ -520,6 +526,7 @@ mod binaries {
     /// both are stored once (one `queued`, one duplicate), and with many distinct ids sent
     /// to either, each event is handled exactly once across the two.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
     async fn two_replicas_handle_each_event_once() {
         let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
             return;

@@ -356,11 +356,13 @@ async fn store_failures_show_kind_and_cause_not_the_password(spawn: SpawnFn) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn axum_store_failures_show_kind_and_cause_not_the_password() {
     store_failures_show_kind_and_cause_not_the_password(axum_spawn()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn actix_store_failures_show_kind_and_cause_not_the_password() {
     store_failures_show_kind_and_cause_not_the_password(actix_spawn()).await;
 }

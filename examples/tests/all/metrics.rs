@@ -110,6 +110,7 @@ fn counts(pairs: &[(&str, &str, f64)]) -> BTreeMap<String, f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn the_counters_match_a_scripted_sequence_of_every_outcome_on_both_receivers() {
     if !redis_server_installed() {
         return;
@@ -233,6 +234,7 @@ async fn the_counters_match_a_scripted_sequence_of_every_outcome_on_both_receive
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn inbox_mode_counts_queued_and_the_worker_attempts_on_both_receivers() {
     let Some(database) = service_url("KNOLYX_TEST_DATABASE_URL") else {
         return;

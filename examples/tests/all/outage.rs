@@ -50,6 +50,7 @@ async fn deliver(url: &str, event: &TestEvent) -> (u16, Option<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn redis_stopped_gives_503_and_delivery_resumes_when_it_is_back() {
     if !knolyx_webhook_redis::testing::redis_server_installed() {
         return;

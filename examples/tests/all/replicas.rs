@@ -145,6 +145,7 @@ async fn steady_state(urls: &[String], runs: &AtomicUsize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn replicas_on_redis_run_the_handler_once() {
     if let Some(url) = service_url("KNOLYX_TEST_REDIS_URL") {
         replicas_run_the_handler_once(&url).await;
@@ -152,6 +153,7 @@ async fn replicas_on_redis_run_the_handler_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn replicas_on_postgres_run_the_handler_once() {
     if let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") {
         replicas_run_the_handler_once(&url).await;
@@ -159,6 +161,7 @@ async fn replicas_on_postgres_run_the_handler_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn replicas_on_a_redis_cluster_run_the_handler_once() {
     if !redis_server_installed() {
         return;
@@ -168,6 +171,7 @@ async fn replicas_on_a_redis_cluster_run_the_handler_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn replicas_on_redis_sentinel_run_the_handler_once() {
     if !redis_server_installed() {
         return;
@@ -177,6 +181,7 @@ async fn replicas_on_redis_sentinel_run_the_handler_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn replicas_on_postgres_behind_pgbouncer_run_the_handler_once() {
     let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
         return;

@@ -196,16 +196,19 @@ async fn a_claim_cancelled_by_a_hang_up_in_a_stall_is_released_when_it_heals(fra
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn axum_a_claim_timed_out_in_a_stall_is_released_when_it_heals() {
     a_claim_timed_out_in_a_stall_is_released_when_it_heals("axum").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn actix_a_claim_timed_out_in_a_stall_is_released_when_it_heals() {
     a_claim_timed_out_in_a_stall_is_released_when_it_heals("actix-web").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn axum_a_claim_cancelled_by_a_hang_up_in_a_stall_is_released_when_it_heals() {
     a_claim_cancelled_by_a_hang_up_in_a_stall_is_released_when_it_heals("axum").await;
 }
@@ -214,6 +217,7 @@ async fn axum_a_claim_cancelled_by_a_hang_up_in_a_stall_is_released_when_it_heal
 /// claim goes on when the stall heals, the handler runs once, and the retransmission is a
 /// duplicate. Nothing stays claimed either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn actix_a_claim_whose_client_hung_up_in_a_stall_goes_on_when_it_heals() {
     if !knolyx_webhook_redis::testing::redis_server_installed() {
         return;
@@ -344,11 +348,13 @@ async fn postgres_claim_timed_out_in_a_stall(framework: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn axum_postgres_claim_timed_out_in_a_stall_is_released_when_it_heals() {
     postgres_claim_timed_out_in_a_stall("axum").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn actix_postgres_claim_timed_out_in_a_stall_is_released_when_it_heals() {
     postgres_claim_timed_out_in_a_stall("actix-web").await;
 }

@@ -129,6 +129,7 @@ fn text_ids(stdout: &str) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn list_and_show_print_every_state_and_never_the_body() {
     let Some(url) = database_url() else { return };
     let seeded = seed(url, "list").await;
@@ -239,6 +240,7 @@ async fn list_and_show_print_every_state_and_never_the_body() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn retry_puts_dead_entries_back_to_pending() {
     let Some(url) = database_url() else { return };
     let seeded = seed(url, "retry").await;
@@ -284,6 +286,7 @@ async fn retry_puts_dead_entries_back_to_pending() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn purge_removes_done_entries_past_the_age_only() {
     let Some(url) = database_url() else { return };
     let seeded = seed(url, "purge").await;
@@ -355,9 +358,13 @@ async fn a_missing_or_unreachable_database_is_reported_without_its_password() {
     let out = run(&["inbox", "list"], &[("KNOLYX_WEBHOOK_INBOX", &url)]).await;
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(!out.all_output().contains(password), "{}", out.stderr);
+}
 
-    // A table that does not exist, or a name that is not one: a configuration error with
-    // its cause.
+/// A table that does not exist, or a name that is not one: a configuration error with its
+/// cause.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
+async fn a_missing_or_invalid_table_is_a_configuration_error_with_its_cause() {
     let Some(url) = database_url() else { return };
     for (table, needle) in [
         ("knolyx_test_cli_no_such_table", "does not exist"),
@@ -378,6 +385,7 @@ async fn a_missing_or_unreachable_database_is_reported_without_its_password() {
 /// failing until the entry is dead after the maximum attempts; `inbox retry ID` through the
 /// binary puts it back, and the worker (woken by NOTIFY) runs it to done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn a_dead_entry_retried_from_the_cli_is_run_by_the_worker() {
     use std::collections::HashMap;
     use std::net::SocketAddr;

@@ -111,6 +111,7 @@ async fn script(store: Arc<dyn IdempotencyStore>, args: &[&str]) {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn show_and_release_on_redis() {
     let Some(url) = service_url("KNOLYX_TEST_REDIS_URL") else {
         return;
@@ -125,6 +126,7 @@ async fn show_and_release_on_redis() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn show_and_release_on_a_redis_cluster() {
     if !redis_server_installed() {
         return;
@@ -136,6 +138,7 @@ async fn show_and_release_on_a_redis_cluster() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn show_and_release_on_postgres() {
     let Some(url) = service_url("KNOLYX_TEST_DATABASE_URL") else {
         return;
@@ -157,6 +160,7 @@ async fn show_and_release_on_postgres() {
 /// On a terminal (`script` gives the binary a pseudo-terminal), `release` asks, and
 /// anything but `y` keeps the id.
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn release_asks_on_a_terminal() {
     let Some(url) = service_url("KNOLYX_TEST_REDIS_URL") else {
         return;

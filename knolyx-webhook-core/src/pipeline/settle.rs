@@ -373,6 +373,17 @@ impl fmt::Debug for ClaimRef {
 }
 
 impl ClaimRef {
+    /// A claim made outside the pipeline (`testing::claim_ref`, `testing::claim`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn new(id: &str, owner: OwnerToken, retention: Duration) -> Self {
+        Self {
+            id: Arc::from(id),
+            owner,
+            retention,
+            completed_by_handler: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// The message id.
     pub fn id(&self) -> &str {
         &self.id

@@ -1,5 +1,9 @@
 //! Test support (feature `testing`): the conformance suite every idempotency store must
-//! pass, and builders of realistic events to unit-test your handlers.
+//! pass, and what a unit test of your handler needs: realistic events ([`TestEvent`]), the
+//! request Knolyx would send for one ([`TestEvent::request`], with the token header, for the
+//! tower layer; `knolyx_webhook_actix::testing::request` for actix-web), and a claim for a
+//! handler that completes it in its own transaction ([`claim`], [`claim_ref`]). The
+//! repository's README, "Testing your handler", puts them together.
 //!
 //! ```
 //! use knolyx_webhook_core::testing::TestEvent;
@@ -18,6 +22,7 @@
 pub mod conformance;
 mod events;
 pub mod faulty;
+mod handler;
 pub mod inbox_conformance;
 #[cfg(feature = "model")]
 #[cfg_attr(docsrs, doc(cfg(feature = "model")))]
@@ -27,6 +32,7 @@ mod services;
 
 pub use events::{TestEvent, random_id};
 pub use faulty::{CallOutcome, Fault, FaultyStore, StoreCall, StoreOp, Times};
+pub use handler::{claim, claim_ref, claim_with_lease};
 pub use proxy::TcpProxy;
 pub use services::service_url;
 

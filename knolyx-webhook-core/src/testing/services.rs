@@ -1,14 +1,18 @@
 /// The URL of a real service for a test, from the environment variable `var`
 /// (`KNOLYX_TEST_REDIS_URL`, `KNOLYX_TEST_DATABASE_URL`, …).
 ///
-/// When `var` is unset or empty, prints `skipping: VAR is not set` and returns `None`, so
-/// that `cargo test` passes on a machine without the service — unless
-/// `KNOLYX_TEST_REQUIRE_SERVICES=1` is set (as CI does), in which case it panics: there,
-/// these tests must run, never skip.
+/// Mark a test that needs it `#[ignore = "needs VAR"]`, so that a plain `cargo test` on a
+/// machine without the service reports it as ignored, not as passed; `cargo test --
+/// --include-ignored` runs it. When `var` is unset or empty there, this prints `skipping:
+/// VAR is not set` and returns `None` — unless `KNOLYX_TEST_REQUIRE_SERVICES=1` is set (as
+/// CI does), in which case it panics: there, these tests must run, never skip.
 ///
 /// ```no_run
 /// # use knolyx_webhook_core::testing::service_url;
-/// if let Some(url) = service_url("MY_TEST_SERVICE_URL_THAT_IS_NOT_SET") {
+/// #[test]
+/// #[ignore = "needs MY_TEST_SERVICE_URL"]
+/// fn talks_to_the_service() {
+///     let Some(url) = service_url("MY_TEST_SERVICE_URL") else { return };
 ///     // … talk to the service at `url` …
 /// # let _ = url;
 /// }

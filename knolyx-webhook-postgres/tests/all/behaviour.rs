@@ -31,6 +31,7 @@ async fn row(pool: &PgPool, table: &str, id: &str) -> Option<(String, Option<Str
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -102,6 +103,7 @@ async fn invalid_table_names_are_refused_by_the_builder() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn tables_isolate_stores_including_schema_qualified_ones() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -129,6 +131,7 @@ async fn tables_isolate_stores_including_schema_qualified_ones() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn settling_is_fenced_by_the_owner_in_sql() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -199,6 +202,7 @@ async fn settling_is_fenced_by_the_owner_in_sql() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn purge_expired_deletes_only_expired_rows_and_counts_them() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -266,6 +270,7 @@ async fn purge_expired_deletes_only_expired_rows_and_counts_them() {
 /// their snapshot, the case the claim answers with a second read. Exactly one wins, every
 /// other sees `InProgress`, round after round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn concurrent_first_claims_have_exactly_one_winner() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;

@@ -32,6 +32,7 @@ async fn claim_error(options: PgConnectOptions) -> StoreError {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn each_failure_names_its_kind_and_keeps_its_cause() {
     let Some(url) = database_url() else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -67,6 +68,7 @@ async fn each_failure_names_its_kind_and_keeps_its_cause() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn a_table_never_migrated_is_misconfigured() {
     let Some(url) = database_url() else { return };
     let pool = PgPoolOptions::new().connect(&url).await.unwrap();

@@ -31,6 +31,7 @@ async fn inbox(pool: &PgPool, table: &str) -> PostgresInbox {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn postgres_inbox_passes_the_conformance_suite() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -42,6 +43,7 @@ async fn postgres_inbox_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn the_body_is_kept_byte_for_byte_and_errors_may_hold_anything() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -84,6 +86,7 @@ fn counting(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn two_workers_on_one_table_handle_each_id_exactly_once() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -192,6 +195,7 @@ impl Inbox for Idle {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn notify_wakes_an_idle_worker_long_before_its_poll() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -225,6 +229,7 @@ async fn notify_wakes_an_idle_worker_long_before_its_poll() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn listen_is_refused_behind_a_transaction_pooler() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -244,6 +249,7 @@ async fn listen_is_refused_behind_a_transaction_pooler() {
 ///
 /// [`Pooler`]: knolyx_webhook_postgres::Pooler
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn the_conformance_suite_passes_through_a_transaction_pooler() {
     use knolyx_webhook_postgres::Pooler;
     use knolyx_webhook_postgres::testing::PrivatePgBouncer;
@@ -279,6 +285,7 @@ async fn the_conformance_suite_passes_through_a_transaction_pooler() {
 /// transaction. A worker whose lease was lost (another took the entry over) cannot complete
 /// it, so its transaction rolls back, and the effect exists once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn completion_in_the_handlers_transaction_is_fenced_by_the_lease() {
     use knolyx_webhook_core::inbox::Attempt;
     let Some(url) = database_url() else { return };
@@ -363,6 +370,7 @@ async fn completion_in_the_handlers_transaction_is_fenced_by_the_lease() {
 /// A worker whose handler completes in its own transaction: every entry done, every effect
 /// once, and the worker never completes an entry a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn a_worker_completing_in_the_handlers_transaction_runs_each_effect_once() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;

@@ -143,6 +143,7 @@ async fn deliver_all(store: &PostgresStore, deliveries: usize, tasks: usize) -> 
 /// completions, for ever. Left at the default settings it now switches to statements that
 /// work through the pooler at the first sign of one: after a first burst, no delivery fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn a_store_left_at_the_defaults_behind_a_transaction_pooler_stops_failing() {
     let Some((bouncer, direct)) = bouncer().await else {
         return;
@@ -175,6 +176,7 @@ async fn transaction_store(bouncer: &PrivatePgBouncer, table: &str) -> PostgresS
 /// A pool of 8 client connections on 2 server connections: 200 deliveries, 16 at a time,
 /// each claimed and completed, then each retransmitted (a duplicate), with no error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn two_hundred_deliveries_through_a_transaction_pooler_have_no_error() {
     let Some((bouncer, direct)) = bouncer().await else {
         return;
@@ -210,6 +212,7 @@ async fn two_hundred_deliveries_through_a_transaction_pooler_have_no_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn the_conformance_suite_passes_through_a_transaction_pooler() {
     let Some((bouncer, direct)) = bouncer().await else {
         return;
@@ -221,6 +224,7 @@ async fn the_conformance_suite_passes_through_a_transaction_pooler() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn the_store_matches_the_model_through_a_transaction_pooler() {
     let Some((bouncer, direct)) = bouncer().await else {
         return;
@@ -234,6 +238,7 @@ async fn the_store_matches_the_model_through_a_transaction_pooler() {
 /// The migration (under an advisory lock held by its transaction, never a session's) from
 /// four replicas at once through the pooler, and the purge through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn migrate_and_purge_work_through_a_transaction_pooler() {
     let Some((bouncer, direct)) = bouncer().await else {
         return;
@@ -288,6 +293,7 @@ async fn migrate_and_purge_work_through_a_transaction_pooler() {
 /// comment, multibyte characters) are stored exactly, and a NUL is refused as the bound
 /// statement refuses it: an error, no panic.
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn any_id_is_stored_exactly_through_a_transaction_pooler() {
     let Some((bouncer, direct)) = bouncer().await else {
         return;
@@ -364,6 +370,7 @@ async fn any_id_is_stored_exactly_through_a_transaction_pooler() {
 /// once (so transactions land on both server connections): committed, the side effect and
 /// the completion are there; rolled back, neither, and the retry runs the handler.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL and pgbouncer (README: Running the store tests)"]
 async fn complete_in_transaction_works_through_a_transaction_pooler() {
     let Some((bouncer, direct)) = bouncer().await else {
         return;
@@ -430,6 +437,7 @@ async fn complete_in_transaction_works_through_a_transaction_pooler() {
 /// it runs again as a simple query, in the pool and inside a transaction (where the error
 /// has aborted the caller's transaction: that call fails, the next one works).
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn a_direct_store_switches_at_the_first_pooler_error() {
     let Some(url) = database_url() else { return };
     let direct = pool(&url).await;
@@ -553,6 +561,7 @@ async fn a_direct_store_switches_at_the_first_pooler_error() {
 /// rest of the id out as SQL (here a syntax error; a crafted id, an injection). The id
 /// must be stored as itself.
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn literals_mean_the_id_whatever_the_sessions_encoding() {
     let Some(url) = database_url() else { return };
     let direct = pool(&url).await;

@@ -60,6 +60,7 @@ pub(crate) async fn effects(pool: &PgPool, table: &str, id: &str) -> i64 {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn side_effect_and_completion_commit_together_or_not_at_all() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
@@ -134,6 +135,121 @@ async fn side_effect_and_completion_commit_together_or_not_at_all() {
         SettleOutcome::NotOwner
     );
     drop(tx);
+
+    drop_table(&pool, &deliveries).await;
+    drop_table(&pool, &side).await;
+}
+
+/// The README's "Testing your handler": an axum handler that completes the claim in its own
+/// transaction, tested as a user would, called directly with `testing::claim`, then through
+/// the layer with `TestEvent::request`.
+#[tokio::test]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
+async fn a_handler_completing_in_its_own_transaction_can_be_unit_tested() {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::any;
+    use axum::{Extension, Router};
+    use knolyx_webhook_core::ClaimRef;
+    use knolyx_webhook_core::store::{ClaimOutcome, IdempotencyStore, OwnerToken};
+    use knolyx_webhook_core::testing;
+    use knolyx_webhook_tower::{KnolyxEvent, KnolyxWebhookLayer};
+    use tower::ServiceExt;
+
+    #[derive(Clone)]
+    struct App {
+        store: PostgresStore,
+        side: String,
+    }
+    async fn on_event(
+        State(app): State<App>,
+        Extension(claim): Extension<ClaimRef>,
+        KnolyxEvent(event): KnolyxEvent,
+    ) -> StatusCode {
+        let mut tx = app.store.pool().begin().await.unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO {} (message_id) VALUES ($1)",
+            app.side
+        ))
+        .bind(event.id())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        match app.store.complete_in_transaction(&mut tx, &claim).await {
+            Ok(SettleOutcome::Settled) => {
+                tx.commit().await.unwrap();
+                StatusCode::OK
+            }
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    let Some(url) = database_url() else { return };
+    let pool = pool(&url).await;
+    let (deliveries, side) = (unique_table("unit"), unique_table("unit_effects"));
+    let store = PostgresStore::builder(pool.clone())
+        .table(&deliveries)
+        .build()
+        .unwrap();
+    store.migrate().await.unwrap();
+    create_side_table(&pool, &side).await;
+    let app = App {
+        store: store.clone(),
+        side: side.clone(),
+    };
+
+    // Called directly, with a claim made in the store.
+    let event = TestEvent::course_payment_received().build();
+    let claim = testing::claim(&store, event.id()).await;
+    let status = on_event(
+        State(app.clone()),
+        Extension(claim.clone()),
+        KnolyxEvent(event.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(claim.is_marked_completed());
+    let again = store
+        .claim(event.id(), OwnerToken::generate(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again, ClaimOutcome::Completed);
+    assert_eq!(effects(&pool, &side, event.id()).await, 1);
+    // A claim that is not the store's own (a `claim_ref` never claimed) is fenced out.
+    let stranger = testing::claim_ref(event.id(), OwnerToken::generate());
+    let status = on_event(
+        State(app.clone()),
+        Extension(stranger),
+        KnolyxEvent(event.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(effects(&pool, &side, event.id()).await, 1);
+
+    // Through the layer, as Knolyx sends it: handled once, the retransmission a duplicate.
+    let router = Router::new()
+        .route("/webhooks/knolyx", any(on_event))
+        .route_layer(KnolyxWebhookLayer::new(receiver(&store)))
+        .with_state(app);
+    let event = TestEvent::course_completed();
+    for duplicate in [false, true] {
+        let response = router
+            .clone()
+            .oneshot(event.request::<Body>("/webhooks/knolyx", TOKEN))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response
+                .headers()
+                .contains_key("x-knolyx-webhook-duplicate"),
+            duplicate
+        );
+    }
+    assert_eq!(effects(&pool, &side, event.message_id()).await, 1);
 
     drop_table(&pool, &deliveries).await;
     drop_table(&pool, &side).await;

@@ -11,6 +11,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn keys_are_prefix_then_id_holding_the_owner_then_c() {
     let Some(url) = redis_url() else { return };
     let prefix = unique_prefix("layout");
@@ -52,6 +53,7 @@ async fn keys_are_prefix_then_id_holding_the_owner_then_c() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn the_default_prefix_is_knolyx_webhook() {
     let Some(url) = redis_url() else { return };
     let store = RedisStore::connect(&url).await.expect("connect to redis");
@@ -72,6 +74,7 @@ async fn the_default_prefix_is_knolyx_webhook() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn prefixes_isolate_applications() {
     let Some(url) = redis_url() else { return };
     let billing = store(&url, &unique_prefix("billing")).await;
@@ -80,6 +83,7 @@ async fn prefixes_isolate_applications() {
 }
 
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn settling_is_fenced_by_the_owner_in_the_scripts() {
     let Some(url) = redis_url() else { return };
     let prefix = unique_prefix("fencing");
@@ -133,6 +137,7 @@ async fn settling_is_fenced_by_the_owner_in_the_scripts() {
 /// delivery is two round trips. Commands run inside scripts (SET, GET, DEL) are counted by
 /// Redis too, but they are not round trips; the test checks that nothing else is sent.
 #[tokio::test]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn a_delivery_is_two_round_trips() {
     let Some(_) = redis_url() else { return };
     let server = PrivateRedis::start().await;

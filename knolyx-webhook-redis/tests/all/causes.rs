@@ -86,6 +86,7 @@ async fn nothing_listening_is_refused() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn a_wrong_password_is_an_auth_error_with_the_servers_words() {
     if !knolyx_webhook_redis::testing::redis_server_installed() {
         return;

@@ -25,6 +25,7 @@ async fn start() -> Option<PrivateCluster> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn the_cluster_store_passes_the_conformance_suite_and_the_model() {
     let Some(cluster) = start().await else { return };
     let suite = store(&cluster.url(), &unique_prefix("conformance")).await;
@@ -37,6 +38,7 @@ async fn the_cluster_store_passes_the_conformance_suite_and_the_model() {
 /// loaded the scripts itself (its first `EVALSHA` answered `NOSCRIPT`, the store sent
 /// `EVAL` to the same node).
 #[tokio::test]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn ids_spread_over_every_master_and_each_loads_the_scripts() {
     let Some(cluster) = start().await else { return };
     let prefix = unique_prefix("spread");
@@ -89,6 +91,7 @@ async fn ids_spread_over_every_master_and_each_loads_the_scripts() {
 /// cluster and how to configure one, and a lazy store refuses every operation the same
 /// way, even those whose key is on that node: it never half-works.
 #[tokio::test]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn a_redis_url_at_a_cluster_node_is_refused_saying_how_to_configure_it() {
     let Some(cluster) = start().await else { return };
     let url = cluster.node_url(0);
@@ -116,6 +119,7 @@ async fn a_redis_url_at_a_cluster_node_is_refused_saying_how_to_configure_it() {
 /// `MIGRATE`, as `redis-cli --cluster reshard` does) is still found: during the migration
 /// through `ASK`, after it through `MOVED`.
 #[tokio::test]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn a_key_moved_to_another_master_is_still_found() {
     let Some(cluster) = start().await else { return };
     let prefix = unique_prefix("moved");

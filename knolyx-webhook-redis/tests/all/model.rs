@@ -23,6 +23,7 @@ pub(crate) fn config() -> ModelConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_REDIS_URL (README: Running the store tests)"]
 async fn redis_store_matches_the_model() {
     let Some(url) = redis_url() else { return };
     let store = RedisStore::builder()

@@ -25,6 +25,7 @@ async fn start() -> Option<PrivateSentinel> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn the_sentinel_store_passes_the_conformance_suite_and_the_model() {
     let Some(setup) = start().await else { return };
     let suite = store(&setup.url(), &unique_prefix("conformance")).await;
@@ -38,6 +39,7 @@ async fn the_sentinel_store_passes_the_conformance_suite_and_the_model() {
 /// completed before the failover is still completed (the store waited for the replica to
 /// acknowledge the complete).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and redis-cli (README: Running the store tests)"]
 async fn deliveries_resume_on_the_promoted_replica_and_completed_ids_stay_completed() {
     let Some(mut setup) = start().await else {
         return;

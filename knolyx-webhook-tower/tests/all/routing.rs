@@ -226,3 +226,72 @@ async fn the_handler_receives_the_body_bytes_and_the_event() {
     assert_eq!(header(&response, "x-event-id").as_deref(), Some("bytes-1"));
     assert_eq!(text(response).await, body);
 }
+
+/// The README's "existing app" shape: state, `/health`, an API nested under `/api`, and the
+/// webhook route in a router of its own, with the layer, merged in. `route_layer` wraps the
+/// routes added before it on its router, so added to the app's router it guards `/health`
+/// too: every request there is refused by the pipeline, a GET with 405.
+#[tokio::test]
+async fn route_layer_guards_only_the_routes_before_it_on_its_router() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[derive(Clone)]
+    struct App {
+        name: &'static str,
+    }
+    async fn on_event(State(app): State<App>, KnolyxEvent(event): KnolyxEvent) -> String {
+        format!("{} {}", app.name, event.event_type())
+    }
+    async fn health(State(app): State<App>) -> &'static str {
+        app.name
+    }
+    let fetch = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+    let status = |app: &Router, request: axum::http::Request<Body>| {
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+
+    let webhooks = Router::new()
+        .route(ROUTE, any(on_event))
+        .route_layer(KnolyxWebhookLayer::new(receiver()));
+    let api = Router::new().route("/orders", get(|| async { "[]" }));
+    let app = Router::new()
+        .route("/health", get(health))
+        .nest("/api", api)
+        .merge(webhooks)
+        .with_state(App { name: "shop" });
+
+    assert_eq!(status(&app, fetch("/health")).await, StatusCode::OK);
+    assert_eq!(status(&app, fetch("/api/orders")).await, StatusCode::OK);
+    let event = TestEvent::course_started();
+    let response = app
+        .clone()
+        .oneshot(event.request::<Body>(ROUTE, TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(body, "shop COURSE_STARTED");
+    assert_eq!(
+        status(&app, event.request(ROUTE, "wrong")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(&app, fetch(ROUTE)).await,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+
+    // The mistake: the layer on the app's own router, after `/health`.
+    let guarded = Router::new()
+        .route("/health", get(health))
+        .route(ROUTE, any(on_event))
+        .route_layer(KnolyxWebhookLayer::new(receiver()))
+        .with_state(App { name: "shop" });
+    assert_eq!(
+        status(&guarded, fetch("/health")).await,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}

@@ -1,7 +1,7 @@
 //! `actix-receiver`: a Knolyx webhook receiver on actix-web, following the examples contract.
 //!
-//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default 3000, bound on
-//!   127.0.0.1), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
+//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `HOST` (default 127.0.0.1; 0.0.0.0 in a
+//!   container), `PORT` (default 3000), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
 //!   `postgres://…` (a shared store: several replicas drop each other's duplicates).
 //! - Serves `/webhooks/knolyx`; prints one JSON line per handled event on stdout (after
 //!   `KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0); logs go to stderr (`RUST_LOG`, default
@@ -61,6 +61,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The store first: tests and scripts take `listening on URL` as the sign of readiness.
+    eprintln!("{}", config.describe());
     eprintln!("listening on {}", running.url());
     running
         .run_until_terminated("actix-receiver", config.shutdown_grace)

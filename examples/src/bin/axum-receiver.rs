@@ -1,7 +1,7 @@
 //! `axum-receiver`: a Knolyx webhook receiver on axum, following the examples contract.
 //!
-//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default 3000, bound on
-//!   127.0.0.1), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
+//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `HOST` (default 127.0.0.1; 0.0.0.0 in a
+//!   container), `PORT` (default 3000), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
 //!   `postgres://…` (a shared store: several replicas drop each other's duplicates).
 //! - Serves `/webhooks/knolyx`; prints one JSON line per handled event on stdout (after
 //!   `KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0); logs go to stderr (`RUST_LOG`, default
@@ -11,6 +11,8 @@
 //!   line when it runs the event, retrying failures (`KNOLYX_INBOX_MAX_ATTEMPTS` 20,
 //!   `KNOLYX_INBOX_FIRST_RETRY_MS` 1000, `KNOLYX_INBOX_LEASE_SECS` 60, `KNOLYX_INBOX_TABLE` knolyx_webhook_inbox).
 //!   `KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST=N` fails the first N attempts of each id.
+//! - `KNOLYX_HEADER_READ_TIMEOUT_MS` (default 10000): a connection that has not sent a
+//!   whole request head within it, after opening or after its previous response, is closed.
 //! - On SIGTERM or SIGINT: stops accepting, lets running handlers finish for up to
 //!   `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25), releases the claims of those still running
 //!   (so another replica handles their retransmissions at once), and exits 0.
@@ -53,13 +55,21 @@ async fn main() -> ExitCode {
         },
         None => None,
     };
-    let running = match axum_receiver::spawn(receiver, handler.clone(), config.addr).await {
+    let spawned = axum_receiver::spawn_with(
+        receiver,
+        handler.clone(),
+        config.addr,
+        config.header_read_timeout,
+    );
+    let running = match spawned.await {
         Ok(running) => running,
         Err(error) => {
             eprintln!("axum-receiver: cannot listen on {}: {error}", config.addr);
             return ExitCode::FAILURE;
         }
     };
+    // The store first: tests and scripts take `listening on URL` as the sign of readiness.
+    eprintln!("{}", config.describe());
     eprintln!("listening on {}", running.url());
     running
         .run_until_terminated("axum-receiver", config.shutdown_grace)

@@ -23,6 +23,8 @@ pub(crate) const BINARIES: [&str; 2] = [
 pub(crate) struct Replica {
     child: Child,
     pub(crate) url: String,
+    /// The stderr lines up to and including `listening on URL`.
+    pub(crate) startup: Vec<String>,
     stderr: Receiver<String>,
 }
 
@@ -71,20 +73,33 @@ impl Replica {
         let mut replica = Self {
             child,
             url: String::new(),
+            startup: Vec::new(),
             stderr,
         };
-        let line = replica.wait_for_line("listening on ");
+        replica.startup = replica.lines_through("listening on ");
+        let line = replica.startup.last().expect("the line");
         replica.url = line["listening on ".len()..].to_owned();
         replica
     }
 
     /// The first stderr line (from now on) containing `text`.
     pub(crate) fn wait_for_line(&self, text: &str) -> String {
+        self.lines_through(text).pop().expect("the line")
+    }
+
+    /// The stderr lines from now on, through the first one containing `text`.
+    pub(crate) fn lines_through(&self, text: &str) -> Vec<String> {
+        let mut lines = Vec::new();
         loop {
             match self.stderr.recv_timeout(WAIT) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no stderr line with {text:?} ({e})"),
+                Ok(line) => {
+                    let done = line.contains(text);
+                    lines.push(line);
+                    if done {
+                        return lines;
+                    }
+                }
+                Err(e) => panic!("no stderr line with {text:?} ({e}); read: {lines:#?}"),
             }
         }
     }

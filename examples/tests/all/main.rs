@@ -6,6 +6,7 @@ mod deploy;
 mod faults;
 mod inbox;
 mod leaks;
+mod operator;
 mod outage;
 mod replicas;
 mod scenarios;

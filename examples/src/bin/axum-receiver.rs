@@ -24,7 +24,7 @@
 use std::process::ExitCode;
 
 use knolyx_webhook_examples::axum_receiver;
-use knolyx_webhook_examples::{ReceiverConfig, init_logging, printing_handler};
+use knolyx_webhook_examples::{ReceiverConfig, Termination, init_logging, printing_handler};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -68,11 +68,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The store first: tests and scripts take `listening on URL` as the sign of readiness.
+    // The signal listeners, then the store, then `listening on URL`, which tests and
+    // scripts take as the sign of readiness: a SIGTERM right after it is handled.
+    let termination = Termination::listen();
     eprintln!("{}", config.describe());
     eprintln!("listening on {}", running.url());
     running
-        .run_until_terminated("axum-receiver", config.shutdown_grace)
+        .run_until(termination, "axum-receiver", config.shutdown_grace)
         .await;
     if let Some(worker) = worker {
         let report = worker.shutdown(config.shutdown_grace).await;

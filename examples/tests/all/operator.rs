@@ -17,14 +17,9 @@ use crate::deploy::{BINARIES, Replica, TOKEN};
 /// Generous bound for the failure path only.
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn put(url: &str, body: impl Into<reqwest::Body>) -> u16 {
-    reqwest::Client::new()
-        .put(url)
-        .header("x-webhook-security-token", TOKEN)
-        .body(body)
-        .send()
+async fn put(url: &str, body: impl Into<Vec<u8>>) -> u16 {
+    crate::axum::put(url, TOKEN, body.into())
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -56,7 +51,7 @@ async fn default_logs_tell_an_operator_what_happened() {
 
         // PING: the operator's "did Knolyx reach me?".
         let ping = TestEvent::ping().id(random_id());
-        assert_eq!(put(&replica.url, ping.to_body()).await, 200);
+        assert_eq!(put(&replica.url, ping.to_body().to_vec()).await, 200);
         let line = replica.wait_for_line("PING answered");
         assert!(
             line.contains(&ping.clone().build().id().to_owned()),
@@ -66,7 +61,7 @@ async fn default_logs_tell_an_operator_what_happened() {
         // Handled: the handler's status and duration; the outcome once.
         let event = TestEvent::course_completed().id(random_id());
         let id = event.clone().build().id().to_owned();
-        assert_eq!(put(&replica.url, event.to_body()).await, 200);
+        assert_eq!(put(&replica.url, event.to_body().to_vec()).await, 200);
         let line = replica.wait_for_line(": handled");
         assert!(line.contains(&id), "{line}");
         assert!(line.contains("status=200"), "{line}");
@@ -79,7 +74,7 @@ async fn default_logs_tell_an_operator_what_happened() {
         assert_eq!(line.matches("outcome=").count(), 1, "{line}");
 
         // Its retransmission: dropped, and said so.
-        assert_eq!(put(&replica.url, event.to_body()).await, 200);
+        assert_eq!(put(&replica.url, event.to_body().to_vec()).await, 200);
         let line = replica.wait_for_line("duplicate of a handled delivery");
         assert!(line.contains(&id), "{line}");
         assert_eq!(line.matches("outcome=").count(), 1, "{line}");

@@ -953,6 +953,34 @@ mod tests {
     }
 
     #[test]
+    fn invalid_data_names_the_field_path_never_a_value() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"id":"p1","type":"COURSE_COMPLETED","data":{"user":"nobody"}}"#,
+                "data.user",
+            ),
+            (
+                br#"{"id":"p2","type":"COURSE_COMPLETED","data":{"user":{"id":1,"name":"n","email":"e"},"course":{"id":"secret-value","name":"c"}}}"#,
+                "data.course.id",
+            ),
+            // `data` as a JSON string holding the object: the same path.
+            (
+                br#"{"id":"p3","type":"COURSE_STARTED","data":"{\"user\":{\"id\":true}}"}"#,
+                "data.user.id",
+            ),
+            (br#"{"id":"p4","type":"COURSE_STARTED","data":5}"#, "data"),
+        ];
+        for (body, path) in cases {
+            let err = WebhookEvent::from_slice(body).unwrap_err();
+            assert_eq!(err.kind(), ParseErrorKind::InvalidData);
+            assert_eq!(err.path(), Some(path), "{}", String::from_utf8_lossy(body));
+        }
+        // Other errors have no path.
+        let err = WebhookEvent::from_slice(br#"{"id":"","type":"PING"}"#).unwrap_err();
+        assert_eq!(err.path(), None);
+    }
+
+    #[test]
     fn new_rejects_bad_ids() {
         let ping = Event::Ping(PingData::new("PING"));
         assert_eq!(

@@ -1,11 +1,15 @@
 //! The examples contract: configuration from environment variables.
 //!
 //! - `KNOLYX_WEBHOOK_TOKEN`: required, non-empty.
-//! - `PORT`: default 3000; the receivers bind 127.0.0.1.
+//! - `HOST` (default 127.0.0.1; `0.0.0.0` in a container) and `PORT` (default 3000): the
+//!   address the receivers bind.
 //! - `KNOLYX_WEBHOOK_STORE`: `memory` (default); Redis as `redis://…` (one server),
 //!   `redis+cluster://host:port[,host:port…]` (seed nodes of a Redis Cluster) or
 //!   `redis+sentinel://host:port[,host:port…]/MASTER_NAME` (credentials and `rediss…` as in
 //!   `redis://`); or `postgres://…`.
+//! - `KNOLYX_HEADER_READ_TIMEOUT_MS` (default 10000; the axum receiver): connections that
+//!   send no whole request head within it (after opening, or idle after a response) are
+//!   closed. actix-web's own defaults do the same within 5 s.
 //! - `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25): how long running handlers may finish after
 //!   SIGTERM or SIGINT before their claims are released.
 //! - `KNOLYX_EXAMPLE_HANDLER_DELAY_MS` (default 0): the example handler waits this long
@@ -19,7 +23,7 @@
 //!   as `metrics on URL`), a listener of its own beside the webhook's.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,41 +79,54 @@ impl StoreChoice {
         }
     }
 
+    /// The store for the start-up line and the errors: its kind and where it is, without
+    /// credentials or query (`redis at 127.0.0.1:6379/`, `postgres at db:5432/app`).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreChoice::Memory => "memory (this process only)".to_owned(),
+            StoreChoice::Redis(url) | StoreChoice::Postgres(url) => describe_url(url),
+        }
+    }
+
     /// Connects the chosen store (for PostgreSQL, also creates its table if missing).
     ///
     /// A store that cannot be reached at start-up is a configuration error: the receiver
     /// refuses to start, saying why. Once started, an outage only makes deliveries answer
     /// 503 (Knolyx retries them) until the store is back: no restart needed.
     pub async fn connect(&self) -> Result<Arc<dyn IdempotencyStore>, ConfigError> {
-        let unreachable = |kind: &str, e: &dyn std::error::Error| {
-            let mut text = format!("cannot use KNOLYX_WEBHOOK_STORE ({kind}): {e}");
-            let mut source = e.source();
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            ConfigError(text)
+        let unreachable = |e: &(dyn std::error::Error + 'static)| {
+            ConfigError(format!(
+                "cannot use KNOLYX_WEBHOOK_STORE ({}): {}",
+                self.describe(),
+                knolyx_webhook_core::testing::error_chain(e)
+            ))
         };
         match self {
             StoreChoice::Memory => Ok(Arc::new(MemoryStore::new())),
             StoreChoice::Redis(url) => {
                 let store = RedisStore::connect(url)
                     .await
-                    .map_err(|e| unreachable("redis", &e))?;
+                    .map_err(|e| unreachable(&e))?;
                 Ok(Arc::new(store))
             }
             StoreChoice::Postgres(url) => {
                 let store = PostgresStore::connect(url)
                     .await
-                    .map_err(|e| unreachable("postgres", &e))?;
-                store
-                    .migrate()
-                    .await
-                    .map_err(|e| unreachable("postgres", &e))?;
+                    .map_err(|e| unreachable(&e))?;
+                store.migrate().await.map_err(|e| unreachable(&e))?;
                 Ok(Arc::new(store))
             }
         }
     }
+}
+
+/// `SCHEME at HOST:PORT/PATH` for a store URL: credentials (up to the last `@`), the query
+/// (which may hold `password=`) and the fragment left out.
+fn describe_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("store", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    let address = rest.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme} at {address}")
 }
 
 /// A configuration that cannot start a receiver; its text says what to fix.
@@ -129,7 +146,7 @@ impl std::error::Error for ConfigError {}
 pub struct ReceiverConfig {
     /// The accepted token.
     pub token: SecretToken,
-    /// The address to bind: 127.0.0.1 and `PORT`.
+    /// The address to bind: `HOST` (default 127.0.0.1) and `PORT` (default 3000).
     pub addr: SocketAddr,
     /// The store to use.
     pub store: StoreChoice,
@@ -149,6 +166,10 @@ pub struct ReceiverConfig {
     pub inbox: Option<InboxConfig>,
     /// `KNOLYX_METRICS_PORT`: where to serve `/metrics`, if at all.
     pub metrics_port: Option<u16>,
+    /// `KNOLYX_HEADER_READ_TIMEOUT_MS` (default 10,000; the axum receiver): a connection
+    /// that has not sent a whole request head this long after opening, or after its
+    /// previous response, is closed.
+    pub header_read_timeout: Duration,
 }
 
 /// The inbox of [`ReceiverConfig::inbox`].
@@ -219,6 +240,14 @@ impl ReceiverConfig {
                 .parse::<u16>()
                 .map_err(|_| ConfigError(format!("PORT must be a port number, not {p:?}")))?,
         };
+        let host = match lookup("HOST").filter(|h| !h.trim().is_empty()) {
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(h) => h.trim().parse::<IpAddr>().map_err(|_| {
+                ConfigError(format!(
+                    "HOST must be an IP address (127.0.0.1, 0.0.0.0, ::), not {h:?}"
+                ))
+            })?,
+        };
         let store = StoreChoice::parse(&lookup("KNOLYX_WEBHOOK_STORE").unwrap_or_default())?;
         let grace = number(
             &lookup,
@@ -226,6 +255,14 @@ impl ReceiverConfig {
             DEFAULT_SHUTDOWN_GRACE.as_secs(),
         )?;
         let delay = number(&lookup, "KNOLYX_EXAMPLE_HANDLER_DELAY_MS", 0)?;
+        let header_read_timeout = Duration::from_millis(
+            number(
+                &lookup,
+                "KNOLYX_HEADER_READ_TIMEOUT_MS",
+                crate::axum_receiver::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64,
+            )?
+            .max(1),
+        );
         let fail_first = number(&lookup, "KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST", 0)?;
         let inbox = match lookup("KNOLYX_WEBHOOK_INBOX").filter(|v| !v.trim().is_empty()) {
             None => None,
@@ -264,14 +301,26 @@ impl ReceiverConfig {
         };
         Ok(Self {
             token,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            addr: SocketAddr::new(host, port),
             store,
             shutdown_grace: Duration::from_secs(grace),
             handler_delay: Duration::from_millis(delay),
             handler_fail_first: u32::try_from(fail_first).unwrap_or(u32::MAX),
             inbox,
             metrics_port,
+            header_read_timeout,
         })
+    }
+
+    /// The start-up line of the receiver binaries, printed before `listening on URL`: the
+    /// store and the inbox in use, without credentials
+    /// (`store: redis at 127.0.0.1:6379/, inbox: off`).
+    pub fn describe(&self) -> String {
+        let inbox = match &self.inbox {
+            None => "off".to_owned(),
+            Some(inbox) => format!("{}, table {}", describe_url(&inbox.url), inbox.table),
+        };
+        format!("store: {}, inbox: {inbox}", self.store.describe())
     }
 
     /// Builds the receive pipeline: this token and the chosen store, defaults otherwise.
@@ -292,7 +341,8 @@ impl ReceiverConfig {
         if let Some(config) = &self.inbox {
             let cannot = |e: &(dyn std::error::Error + 'static)| {
                 ConfigError(format!(
-                    "cannot use KNOLYX_WEBHOOK_INBOX: {}",
+                    "cannot use KNOLYX_WEBHOOK_INBOX ({}): {}",
+                    describe_url(&config.url),
                     knolyx_webhook_core::testing::error_chain(e)
                 ))
             };
@@ -379,6 +429,26 @@ mod tests {
     }
 
     #[test]
+    fn descriptions_name_the_store_without_credentials() {
+        let cases = [
+            ("memory", "memory (this process only)"),
+            ("redis://127.0.0.1:6379/", "redis at 127.0.0.1:6379/"),
+            ("redis://:s3cret@cache:6380/2", "redis at cache:6380/2"),
+            (
+                "postgres://app:p@ss@db:5432/app?sslmode=require&password=x",
+                "postgres at db:5432/app",
+            ),
+            (
+                "redis+cluster://u:pw@a:7000,b:7001",
+                "redis+cluster at a:7000,b:7001",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(StoreChoice::parse(url).unwrap().describe(), shown, "{url}");
+        }
+    }
+
+    #[test]
     fn defaults_and_choices() {
         let c = ReceiverConfig::from_lookup(lookup(&[("KNOLYX_WEBHOOK_TOKEN", "t")])).unwrap();
         assert_eq!(c.addr, "127.0.0.1:3000".parse().unwrap());
@@ -392,6 +462,18 @@ mod tests {
         assert_eq!(c.addr.port(), 8081);
         assert!(matches!(c.store, StoreChoice::Redis(_)));
         assert!(StoreChoice::parse("mongodb://x").is_err());
+        let c = ReceiverConfig::from_lookup(lookup(&[
+            ("KNOLYX_WEBHOOK_TOKEN", "t"),
+            ("HOST", "0.0.0.0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.addr, "0.0.0.0:3000".parse().unwrap());
+        let err = ReceiverConfig::from_lookup(lookup(&[
+            ("KNOLYX_WEBHOOK_TOKEN", "t"),
+            ("HOST", "localhost"),
+        ]))
+        .unwrap_err();
+        assert!(err.0.contains("HOST"), "{err}");
         assert!(
             ReceiverConfig::from_lookup(lookup(&[("KNOLYX_WEBHOOK_TOKEN", "t"), ("PORT", "x")]))
                 .is_err()

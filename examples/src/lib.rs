@@ -16,7 +16,7 @@ pub use handler::{EventHandler, HandlerError, HandlerFuture, print_event_line, p
 pub mod running;
 pub mod scenarios;
 
-pub use running::{RunningReceiver, ShutdownReport, terminated};
+pub use running::{RunningReceiver, ShutdownReport, Termination, terminated};
 
 // The repository's README: its Rust snippets are compiled as doctests here, where every
 // crate they use is a dependency.

@@ -137,7 +137,23 @@ impl RunningReceiver {
     /// [`shutdown`](Self::shutdown) with `grace`, saying on stderr what happened. `name` is
     /// the binary's, for its messages.
     pub async fn run_until_terminated(self, name: &str, grace: Duration) {
-        match terminated().await {
+        self.run_until(Termination::listen(), name, grace).await
+    }
+
+    /// [`run_until_terminated`](Self::run_until_terminated) on listeners installed
+    /// earlier: a binary installs them before it prints that it is ready, so that a
+    /// SIGTERM sent right after that line is not missed (it would kill the process).
+    pub async fn run_until(
+        self,
+        termination: std::io::Result<Termination>,
+        name: &str,
+        grace: Duration,
+    ) {
+        let signal = match termination {
+            Ok(mut termination) => Ok(termination.recv().await),
+            Err(error) => Err(error),
+        };
+        match signal {
             Ok(signal) => {
                 eprintln!("{signal}: shutting down (running handlers have {grace:?} to finish)")
             }
@@ -156,22 +172,53 @@ impl RunningReceiver {
     }
 }
 
+/// Listeners of SIGTERM (what Kubernetes, systemd and Docker send on a deploy) and SIGINT
+/// (Ctrl-C), installed by [`listen`](Self::listen): from then on these signals no longer
+/// end the process, and [`recv`](Self::recv) sees them.
+#[derive(Debug)]
+pub struct Termination {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Termination {
+    /// Installs the listeners (within a Tokio runtime).
+    pub fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// Resolves on the first of the signals since [`listen`](Self::listen), with its name.
+    pub async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
 /// Resolves on the first SIGTERM (what Kubernetes, systemd and Docker send on a deploy) or
 /// SIGINT (Ctrl-C), with the signal's name.
 pub async fn terminated() -> std::io::Result<&'static str> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => Ok("SIGTERM"),
-            _ = int.recv() => Ok("SIGINT"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
-    }
+    Ok(Termination::listen()?.recv().await)
 }

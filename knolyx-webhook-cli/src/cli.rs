@@ -512,19 +512,38 @@ pub enum WebhooksCommand {
 /// How to reach the Knolyx Webhook API. `Debug` redacts the API key.
 #[derive(Args)]
 pub struct ApiArgs {
+    // Not `required` for clap: a missing one is reported by the command, naming both the
+    // flag and the variable (an empty value stands for "not set"). `hide_env_values`:
+    // `--help` shows `[env: NAME]`, never `[env: NAME=]` as if set to nothing.
     /// Base URL of the Knolyx API, in front of /public/api/v1/webhook.
-    #[arg(long, env = "KNOLYX_API_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "KNOLYX_API_URL",
+        value_name = "URL",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
     pub api_url: String,
     /// API key of the project, sent as X-Api-Key (never printed).
     #[arg(
         long,
         env = "KNOLYX_API_KEY",
         value_name = "KEY",
+        default_value = "",
+        hide_default_value = true,
         hide_env_values = true
     )]
     pub api_key: String,
     /// Id of the project, sent as X-Project-Id.
-    #[arg(long, env = "KNOLYX_PROJECT_ID", value_name = "ID")]
+    #[arg(
+        long,
+        env = "KNOLYX_PROJECT_ID",
+        value_name = "ID",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
     pub project_id: String,
     /// Give up on an API call after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]

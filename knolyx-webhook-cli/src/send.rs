@@ -22,6 +22,9 @@ use crate::cli::SendArgs;
 use crate::exit::{self, Failure};
 use crate::token;
 
+/// The route the example receivers (and the README) serve, for the 404 hint.
+const RECEIVER_ROUTE: &str = "/webhooks/knolyx";
+
 /// Longest response body excerpt printed per delivery, in characters.
 const BODY_EXCERPT_CHARS: usize = 120;
 
@@ -33,12 +36,31 @@ pub(crate) struct Outgoing {
     pub(crate) body: Bytes,
 }
 
+/// A type name as Knolyx writes them: `course-completed` → `COURSE_COMPLETED`, for known
+/// and custom names alike.
+fn normalize_type(name: &str) -> String {
+    name.trim().to_ascii_uppercase().replace('-', "_")
+}
+
 /// The documented type name `name` stands for (`course-completed` → `COURSE_COMPLETED`).
 fn known_type(name: &str) -> Option<&'static str> {
-    let normalized = name.trim().to_ascii_uppercase().replace('-', "_");
+    let normalized = normalize_type(name);
     TestEvent::known_types()
         .into_iter()
         .find(|known| *known == normalized)
+}
+
+/// Refuses an id the receiver would refuse (400): empty, over 255 bytes, or with a control
+/// character, by the receiver's own rule.
+fn check_id(id: &str) -> Result<(), Failure> {
+    use knolyx_webhook_core::{Event, PingData, WebhookEvent};
+    WebhookEvent::new(id, Event::Ping(PingData::default()))
+        .map(drop)
+        .map_err(|e| {
+            Failure::usage(format!(
+                "--id: {e}; the receiver would refuse it (400), so nothing was sent"
+            ))
+        })
 }
 
 /// Builds the event: a realistic one of a documented type, or, with `data`, the envelope
@@ -49,6 +71,7 @@ pub(crate) fn build_event(
     data: Option<&str>,
 ) -> Result<Outgoing, Failure> {
     let id = id.map_or_else(random_id, str::to_owned);
+    check_id(&id)?;
     match data {
         None => {
             let Some(event) = TestEvent::of_type(event_type) else {
@@ -73,12 +96,18 @@ pub(crate) fn build_event(
             let data: &RawValue = serde_json::from_str(data).map_err(|e| {
                 Failure::usage(format!("the --data-file content is not valid JSON: {e}"))
             })?;
-            let event_type = match known_type(event_type) {
-                Some(known) => known.to_owned(),
-                None => event_type.trim().to_owned(),
-            };
+            let event_type = normalize_type(event_type);
             if event_type.is_empty() {
                 return Err(Failure::usage("the event type is empty"));
+            }
+            if !event_type
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                eprintln!(
+                    "warning: `{event_type}` is not a type name as Knolyx writes them \
+                     (letters, digits and _): sent as it is"
+                );
             }
             #[derive(Serialize)]
             struct Envelope<'a> {
@@ -132,8 +161,27 @@ pub(crate) struct Report {
     /// Why there was no response.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
-    /// Milliseconds from sending the request to reading the whole response.
+    /// What kind of failure that was, for the hint.
+    #[serde(skip)]
+    cause: Option<Cause>,
+    /// Milliseconds from sending the request to reading the whole response, to a tenth
+    /// (as every duration of the report).
     ms: f64,
+}
+
+/// Why a delivery got no response, as far as the hint goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// No response within `--timeout`: the connection was taken, nothing answered.
+    Timeout,
+    /// The host name did not resolve.
+    Dns,
+    /// Nothing listens at that port.
+    Refused,
+    /// `https://` to a server that answered in plain HTTP.
+    NotTls,
+    /// Anything else.
+    Other,
 }
 
 impl Report {
@@ -239,7 +287,7 @@ async fn deliver(
         Ok::<_, reqwest::Error>((status, duplicate, body))
     }
     .await;
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ms = ms(started.elapsed());
     match result {
         Ok((status, duplicate, body)) => Report {
             n,
@@ -248,6 +296,7 @@ async fn deliver(
             duplicate,
             body: excerpt(&body),
             error: None,
+            cause: None,
             ms,
         },
         Err(e) => Report {
@@ -257,9 +306,35 @@ async fn deliver(
             duplicate: false,
             body: None,
             error: Some(transport_error(&e)),
+            cause: Some(cause(&e)),
             ms,
         },
     }
+}
+
+/// Which failure `error` is, from its kind and its chain of causes.
+fn cause(error: &reqwest::Error) -> Cause {
+    if error.is_timeout() {
+        return Cause::Timeout;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return Cause::Refused;
+        }
+        let text = cause.to_string();
+        if text.starts_with("dns error") {
+            return Cause::Dns;
+        }
+        // rustls, reading an HTTP response where a TLS record should be.
+        if text.contains("InvalidContentType") {
+            return Cause::NotTls;
+        }
+        source = cause.source();
+    }
+    Cause::Other
 }
 
 /// A transport error, said plainly.
@@ -300,17 +375,32 @@ fn excerpt(body: &[u8]) -> Option<String> {
 
 /// Runs `send`.
 pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
-    let url = Url::parse(args.url.trim()).map_err(|e| {
-        Failure::usage(format!(
-            "--url `{}` is not a URL: {e}",
-            redact_url(&args.url)
-        ))
+    let given = args.url.trim();
+    // `localhost:3000/…` parses with the scheme `localhost`; `127.0.0.1:3000/…` not at all.
+    let with_scheme = || {
+        format!(
+            "add the scheme: --url http://{}",
+            redact_url(&format!("http://{given}")).trim_start_matches("http://")
+        )
+    };
+    let url = Url::parse(given).map_err(|e| {
+        let failure = Failure::usage(format!("--url `{}` is not a URL: {e}", redact_url(given)));
+        if given.contains("://") {
+            failure
+        } else {
+            failure.with_hint(with_scheme())
+        }
     })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(Failure::usage(format!(
+        let failure = Failure::usage(format!(
             "--url must be http or https, not `{}`",
             url.scheme()
-        )));
+        ));
+        return Err(if given.contains("://") {
+            failure
+        } else {
+            failure.with_hint(with_scheme())
+        });
     }
     // The URL as it is printed: without its credentials (still sent, as basic auth).
     let shown_url = redact_url(url.as_str()).into_owned();
@@ -387,6 +477,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
                 duplicate: false,
                 body: None,
                 error: Some(format!("delivery task failed: {e}")),
+                cause: Some(Cause::Other),
                 ms: 0.0,
             });
             summary.add(&report);
@@ -414,31 +505,109 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Failure> {
     } else {
         println!("{}", summary_line(&summary, elapsed));
     }
-    if summary.failed > 0 {
-        eprintln!("hint: is the receiver running and listening at {shown_url}?");
-    } else if reports.iter().any(|r| r.status == Some(401)) {
-        eprintln!(
-            "hint: 401 means the receiver refused the token: give it the same token \
-             (KNOLYX_WEBHOOK_TOKEN) as --token"
-        );
+    if let Some(hint) = hint(&reports, &url, args.timeout) {
+        eprintln!("hint: {hint}");
     }
     Ok(ExitCode::from(code))
 }
 
+/// The hint that fits the first failure, if any: no response (by its cause), then 401 and
+/// 404.
+fn hint(reports: &[Report], url: &Url, timeout: Duration) -> Option<String> {
+    let host = url.host_str().unwrap_or_default();
+    let at = match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let route = RECEIVER_ROUTE;
+    let mut on_route = url.clone();
+    on_route.set_path(route);
+    on_route.set_query(None);
+    let on_route = redact_url(on_route.as_str()).into_owned();
+    if let Some(cause) = reports.iter().find_map(|r| r.cause) {
+        return Some(match cause {
+            Cause::Timeout => format!(
+                "no response within {}s (--timeout): something at {at} took the connection \
+                 but did not answer: a receiver stuck in its handler, or another program on \
+                 that port",
+                timeout.as_secs_f64()
+            ),
+            Cause::Dns => format!(
+                "the host `{host}` could not be resolved (DNS): check --url's host; a receiver \
+                 on this machine is at 127.0.0.1 or localhost"
+            ),
+            Cause::Refused => {
+                format!("nothing listens at {at}: is the receiver running, on that port?")
+            }
+            Cause::NotTls => {
+                let mut plain = url.clone();
+                let _ = plain.set_scheme("http");
+                format!(
+                    "the server at {at} answered in plain HTTP, not TLS: use http:// \
+                     (--url {})",
+                    redact_url(plain.as_str())
+                )
+            }
+            Cause::Other => {
+                format!(
+                    "is the receiver running and listening at {}?",
+                    redact_url(url.as_str())
+                )
+            }
+        });
+    }
+    if reports.iter().any(|r| r.status == Some(401)) {
+        return Some(
+            "401 means the receiver refused the token: give it the same token \
+             (KNOLYX_WEBHOOK_TOKEN) as --token"
+                .to_owned(),
+        );
+    }
+    if reports.iter().any(|r| r.status == Some(404)) {
+        return Some(if url.path() == route {
+            format!(
+                "404: the server at {at} serves nothing at {route}: check your receiver's route"
+            )
+        } else {
+            format!(
+                "404: nothing is served at {}; the example receivers serve {route} \
+                 (--url {on_route})",
+                url.path()
+            )
+        });
+    }
+    None
+}
+
+/// Milliseconds, to a tenth: the one format of every duration `send` prints.
 fn ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
 }
 
-/// The closing line of text output.
+/// The closing line of text output: only the counts that are not zero.
 fn summary_line(summary: &Summary, elapsed: Duration) -> String {
     let plural = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut parts = Vec::new();
+    if summary.accepted > 0 {
+        parts.push(match summary.duplicates {
+            0 => format!("{} accepted", summary.accepted),
+            d => format!(
+                "{} accepted ({})",
+                summary.accepted,
+                plural(d, "duplicate", "duplicates")
+            ),
+        });
+    }
+    if summary.rejected > 0 {
+        parts.push(format!("{} rejected", summary.rejected));
+    }
+    if summary.failed > 0 {
+        parts.push(format!("{} failed", summary.failed));
+    }
     format!(
-        "{}: {} accepted ({}), {} rejected, {} failed, in {:.1} ms",
+        "{}: {}, in {:.1} ms",
         plural(summary.deliveries, "delivery", "deliveries"),
-        summary.accepted,
-        plural(summary.duplicates, "duplicate", "duplicates"),
-        summary.rejected,
-        summary.failed,
+        parts.join(", "),
         ms(elapsed)
     )
 }
@@ -476,6 +645,20 @@ mod tests {
         let event = build_event("course-started", None, Some("{}")).unwrap();
         assert_eq!(event.event_type, "COURSE_STARTED");
         assert!(build_event("X", None, Some("{nope")).is_err());
+        // Custom names are normalised like the known ones.
+        let event = build_event(" certificate-issued", Some("c-2"), Some("{}")).unwrap();
+        assert_eq!(event.event_type, "CERTIFICATE_ISSUED");
+    }
+
+    #[test]
+    fn ids_the_receiver_would_refuse_are_refused() {
+        let long = "x".repeat(256);
+        for id in ["", long.as_str(), "a\nb"] {
+            let failure = build_event("ping", Some(id), None).unwrap_err();
+            assert_eq!(failure.code, exit::USAGE, "{id:?}");
+            assert!(failure.message.starts_with("--id: "), "{}", failure.message);
+        }
+        assert!(build_event("ping", Some(&"x".repeat(255)), None).is_ok());
     }
 
     #[test]
@@ -498,6 +681,7 @@ mod tests {
             duplicate: false,
             body: None,
             error: None,
+            cause: None,
             ms: 1.0,
         };
         let rejected = Report {
@@ -520,7 +704,17 @@ mod tests {
         assert_eq!(s.exit_code(), exit::TRANSPORT);
         assert_eq!(
             summary_line(&s, Duration::from_millis(2)),
-            "3 deliveries: 1 accepted (0 duplicates), 1 rejected, 1 failed, in 2.0 ms"
+            "3 deliveries: 1 accepted, 1 rejected, 1 failed, in 2.0 ms"
+        );
+        let mut only_ok = Summary::default();
+        only_ok.add(&ok);
+        only_ok.add(&Report {
+            duplicate: true,
+            ..ok.clone()
+        });
+        assert_eq!(
+            summary_line(&only_ok, Duration::from_millis(3)),
+            "2 deliveries: 2 accepted (1 duplicate), in 3.0 ms"
         );
     }
 }

@@ -107,19 +107,25 @@ fn client(api: &ApiArgs, allow_local: bool) -> Result<KnolyxClient, Failure> {
         .map_err(api_failure)
 }
 
-/// Refuses an empty API key or project id.
+/// Refuses a missing (or empty) API URL, API key or project id, naming every one missing
+/// with its flag and its environment variable.
 pub(crate) fn check_api(api: &ApiArgs) -> Result<(), Failure> {
-    if api.api_key.trim().is_empty() {
-        return Err(Failure::usage(
-            "the API key is empty (set --api-key or KNOLYX_API_KEY)",
-        ));
+    let missing: Vec<&str> = [
+        (&api.api_url, "the API URL (--api-url or KNOLYX_API_URL)"),
+        (&api.api_key, "the API key (--api-key or KNOLYX_API_KEY)"),
+        (
+            &api.project_id,
+            "the project id (--project-id or KNOLYX_PROJECT_ID)",
+        ),
+    ]
+    .into_iter()
+    .filter(|(value, _)| value.trim().is_empty())
+    .map(|(_, what)| what)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
     }
-    if api.project_id.trim().is_empty() {
-        return Err(Failure::usage(
-            "the project id is empty (set --project-id or KNOLYX_PROJECT_ID)",
-        ));
-    }
-    Ok(())
+    Err(Failure::usage(format!("missing {}", missing.join(", "))))
 }
 
 /// A webhook id from the command line.

@@ -305,7 +305,15 @@ impl Event {
             (None, None) => "null",
         };
         fn typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ParseError> {
-            serde_json::from_str(text).map_err(|e| ParseError::new(ParseErrorKind::InvalidData, e))
+            serde_json::from_str(text).map_err(|e| {
+                // Only on failure: parse again, tracking the path, to say which field did
+                // not fit (the success path pays nothing for it).
+                let mut again = serde_json::Deserializer::from_str(text);
+                let path = serde_path_to_error::deserialize::<_, T>(&mut again)
+                    .err()
+                    .map(|e| data_path(e.path()));
+                ParseError::new(ParseErrorKind::InvalidData, e).with_path(path)
+            })
         }
         Ok(match event_type {
             types::PING => {
@@ -675,6 +683,19 @@ pub struct ParseError {
     detail: &'static str,
     source: Option<serde_json::Error>,
     context: Option<Box<(String, String)>>,
+    path: Option<Box<str>>,
+}
+
+/// `data.user.email` for the path `user.email` inside `data`; `data` for its root.
+fn data_path(path: &serde_path_to_error::Path) -> Box<str> {
+    let inner = path.to_string();
+    if inner == "." || inner.is_empty() {
+        "data".into()
+    } else if inner.starts_with('[') {
+        format!("data{inner}").into()
+    } else {
+        format!("data.{inner}").into()
+    }
 }
 
 impl ParseError {
@@ -688,6 +709,7 @@ impl ParseError {
             },
             source: Some(source),
             context: None,
+            path: None,
         }
     }
 
@@ -697,12 +719,34 @@ impl ParseError {
             detail,
             source: None,
             context: None,
+            path: None,
         }
     }
 
     fn with_context(mut self, id: &str, event_type: &str) -> Self {
         self.context = Some(Box::new((id.to_owned(), event_type.to_owned())));
         self
+    }
+
+    fn with_path(mut self, path: Option<Box<str>>) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// For [`ParseErrorKind::InvalidData`]: where in the envelope the data did not fit its
+    /// type, as a path of the documented field names and array indices
+    /// (`data.user.email`, `data.items[2].id`; `data` when `data` itself has the wrong
+    /// type). It never holds a value from the body.
+    ///
+    /// ```
+    /// use knolyx_webhook_core::WebhookEvent;
+    ///
+    /// let body = br#"{"id":"m1","type":"COURSE_COMPLETED","data":{"user":{"id":"x"}}}"#;
+    /// let error = WebhookEvent::from_slice(body).unwrap_err();
+    /// assert_eq!(error.path(), Some("data.user.id"));
+    /// ```
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
     }
 
     /// What kind of error this is.
@@ -906,6 +950,34 @@ mod tests {
         assert_eq!(err.kind(), ParseErrorKind::InvalidData);
         assert_eq!(err.id_and_type(), Some(("x1", "COURSE_COMPLETED")));
         assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn invalid_data_names_the_field_path_never_a_value() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"id":"p1","type":"COURSE_COMPLETED","data":{"user":"nobody"}}"#,
+                "data.user",
+            ),
+            (
+                br#"{"id":"p2","type":"COURSE_COMPLETED","data":{"user":{"id":1,"name":"n","email":"e"},"course":{"id":"secret-value","name":"c"}}}"#,
+                "data.course.id",
+            ),
+            // `data` as a JSON string holding the object: the same path.
+            (
+                br#"{"id":"p3","type":"COURSE_STARTED","data":"{\"user\":{\"id\":true}}"}"#,
+                "data.user.id",
+            ),
+            (br#"{"id":"p4","type":"COURSE_STARTED","data":5}"#, "data"),
+        ];
+        for (body, path) in cases {
+            let err = WebhookEvent::from_slice(body).unwrap_err();
+            assert_eq!(err.kind(), ParseErrorKind::InvalidData);
+            assert_eq!(err.path(), Some(path), "{}", String::from_utf8_lossy(body));
+        }
+        // Other errors have no path.
+        let err = WebhookEvent::from_slice(br#"{"id":"","type":"PING"}"#).unwrap_err();
+        assert_eq!(err.path(), None);
     }
 
     #[test]

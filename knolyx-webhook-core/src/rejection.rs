@@ -245,6 +245,11 @@ impl InvalidEventData {
     pub fn id_and_type(&self) -> Option<(&str, &str)> {
         self.source.id_and_type()
     }
+
+    /// The parse error; its [`path`](ParseError::path) says which field did not fit.
+    pub fn parse_error(&self) -> &ParseError {
+        &self.source
+    }
 }
 
 /// A retryable non-2xx (503 by default): another delivery of the same id is being handled

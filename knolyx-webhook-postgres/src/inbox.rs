@@ -377,8 +377,9 @@ impl PostgresInbox {
         let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
         });
+        // No NOTICE `relation … already exists` at every start: see `PostgresStore::migrate`.
         let sql = format!(
-            "SELECT pg_advisory_xact_lock({});\n{}",
+            "SELECT pg_advisory_xact_lock({});\nSET LOCAL client_min_messages = warning;\n{}",
             i64::from_ne_bytes(hash.to_ne_bytes()),
             self.schema_sql()
         );

@@ -186,8 +186,10 @@ impl PostgresStore {
     pub async fn migrate(&self) -> StoreResult<()> {
         // One simple query of several statements runs as one implicit transaction: the
         // transaction-scoped advisory lock is held until the table and index exist.
+        // `SET LOCAL`: for this transaction only, no NOTICE `relation … already exists,
+        // skipping` at every start (sqlx logs notices at INFO).
         let sql = format!(
-            "SELECT pg_advisory_xact_lock({});\n{}",
+            "SELECT pg_advisory_xact_lock({});\nSET LOCAL client_min_messages = warning;\n{}",
             self.lock_key(),
             self.schema_sql()
         );

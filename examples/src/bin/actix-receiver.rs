@@ -1,7 +1,7 @@
 //! `actix-receiver`: a Knolyx webhook receiver on actix-web, following the examples contract.
 //!
-//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default 3000, bound on
-//!   127.0.0.1), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
+//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `HOST` (default 127.0.0.1; 0.0.0.0 in a
+//!   container), `PORT` (default 3000), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
 //!   `postgres://…` (a shared store: several replicas drop each other's duplicates).
 //! - Serves `/webhooks/knolyx`; prints one JSON line per handled event on stdout (after
 //!   `KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0); logs go to stderr (`RUST_LOG`, default
@@ -23,7 +23,9 @@
 
 use std::process::ExitCode;
 
-use knolyx_webhook_examples::{ReceiverConfig, actix_receiver, init_logging, printing_handler};
+use knolyx_webhook_examples::{
+    ReceiverConfig, Termination, actix_receiver, init_logging, printing_handler,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -68,9 +70,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The signal listeners, then the store, then `listening on URL`, which tests and
+    // scripts take as the sign of readiness: a SIGTERM right after it is handled.
+    let termination = Termination::listen();
+    eprintln!("{}", config.describe());
     eprintln!("listening on {}", running.url());
     running
-        .run_until_terminated("actix-receiver", config.shutdown_grace)
+        .run_until(termination, "actix-receiver", config.shutdown_grace)
         .await;
     if let Some(worker) = worker {
         let report = worker.shutdown(config.shutdown_grace).await;

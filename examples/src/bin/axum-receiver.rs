@@ -1,7 +1,7 @@
 //! `axum-receiver`: a Knolyx webhook receiver on axum, following the examples contract.
 //!
-//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `PORT` (default 3000, bound on
-//!   127.0.0.1), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
+//! - `KNOLYX_WEBHOOK_TOKEN` (required, non-empty), `HOST` (default 127.0.0.1; 0.0.0.0 in a
+//!   container), `PORT` (default 3000), `KNOLYX_WEBHOOK_STORE`: `memory` (the default), `redis://…` or
 //!   `postgres://…` (a shared store: several replicas drop each other's duplicates).
 //! - Serves `/webhooks/knolyx`; prints one JSON line per handled event on stdout (after
 //!   `KNOLYX_EXAMPLE_HANDLER_DELAY_MS`, default 0); logs go to stderr (`RUST_LOG`, default
@@ -13,6 +13,8 @@
 //!   `KNOLYX_EXAMPLE_HANDLER_FAIL_FIRST=N` fails the first N attempts of each id.
 //! - `KNOLYX_METRICS_PORT`: the metrics in Prometheus text format at
 //!   `http://127.0.0.1:$KNOLYX_METRICS_PORT/metrics` (a listener of its own).
+//! - `KNOLYX_HEADER_READ_TIMEOUT_MS` (default 10000): a connection that has not sent a
+//!   whole request head within it, after opening or after its previous response, is closed.
 //! - On SIGTERM or SIGINT: stops accepting, lets running handlers finish for up to
 //!   `KNOLYX_SHUTDOWN_GRACE_SECS` (default 25), releases the claims of those still running
 //!   (so another replica handles their retransmissions at once), and exits 0.
@@ -24,7 +26,7 @@
 use std::process::ExitCode;
 
 use knolyx_webhook_examples::axum_receiver;
-use knolyx_webhook_examples::{ReceiverConfig, init_logging, printing_handler};
+use knolyx_webhook_examples::{ReceiverConfig, Termination, init_logging, printing_handler};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -60,16 +62,26 @@ async fn main() -> ExitCode {
         },
         None => None,
     };
-    let running = match axum_receiver::spawn(receiver, handler.clone(), config.addr).await {
+    let spawned = axum_receiver::spawn_with(
+        receiver,
+        handler.clone(),
+        config.addr,
+        config.header_read_timeout,
+    );
+    let running = match spawned.await {
         Ok(running) => running,
         Err(error) => {
             eprintln!("axum-receiver: cannot listen on {}: {error}", config.addr);
             return ExitCode::FAILURE;
         }
     };
+    // The signal listeners, then the store, then `listening on URL`, which tests and
+    // scripts take as the sign of readiness: a SIGTERM right after it is handled.
+    let termination = Termination::listen();
+    eprintln!("{}", config.describe());
     eprintln!("listening on {}", running.url());
     running
-        .run_until_terminated("axum-receiver", config.shutdown_grace)
+        .run_until(termination, "axum-receiver", config.shutdown_grace)
         .await;
     if let Some(worker) = worker {
         let report = worker.shutdown(config.shutdown_grace).await;

@@ -32,7 +32,8 @@ fn failing_once() -> (EventHandler, Arc<AtomicUsize>) {
     (handler, runs)
 }
 
-async fn put(url: &str, token: &str, body: Vec<u8>) -> reqwest::Response {
+/// A delivery with `token`, as Knolyx sends it.
+pub(crate) async fn put(url: &str, token: &str, body: Vec<u8>) -> reqwest::Response {
     reqwest::Client::new()
         .put(url)
         .header("x-webhook-security-token", token)

@@ -25,6 +25,8 @@ pub(crate) struct Replica {
     pub(crate) url: String,
     /// `http://127.0.0.1:PORT/metrics`, with `KNOLYX_METRICS_PORT`.
     pub(crate) metrics_url: Option<String>,
+    /// The stderr lines up to and including `listening on URL`.
+    pub(crate) startup: Vec<String>,
     stderr: Receiver<String>,
 }
 
@@ -74,27 +76,39 @@ impl Replica {
             child,
             url: String::new(),
             metrics_url: None,
+            startup: Vec::new(),
             stderr,
         };
+        replica.startup = replica.lines_through("listening on ");
         // The metrics' URL, if any, is printed before the webhook's.
-        loop {
-            let line = replica.wait_for_line(" on ");
+        for line in &replica.startup {
             if let Some(url) = line.strip_prefix("metrics on ") {
                 replica.metrics_url = Some(url.to_owned());
-            } else if let Some(url) = line.strip_prefix("listening on ") {
-                replica.url = url.to_owned();
-                return replica;
             }
         }
+        let line = replica.startup.last().expect("the line");
+        replica.url = line["listening on ".len()..].to_owned();
+        replica
     }
 
     /// The first stderr line (from now on) containing `text`.
     pub(crate) fn wait_for_line(&self, text: &str) -> String {
+        self.lines_through(text).pop().expect("the line")
+    }
+
+    /// The stderr lines from now on, through the first one containing `text`.
+    pub(crate) fn lines_through(&self, text: &str) -> Vec<String> {
+        let mut lines = Vec::new();
         loop {
             match self.stderr.recv_timeout(WAIT) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no stderr line with {text:?} ({e})"),
+                Ok(line) => {
+                    let done = line.contains(text);
+                    lines.push(line);
+                    if done {
+                        return lines;
+                    }
+                }
+                Err(e) => panic!("no stderr line with {text:?} ({e}); read: {lines:#?}"),
             }
         }
     }

@@ -7,6 +7,7 @@ mod faults;
 mod inbox;
 mod leaks;
 mod metrics;
+mod operator;
 mod ops;
 mod outage;
 mod replicas;

@@ -114,6 +114,7 @@ fn terminated() -> impl std::future::Future<Output = &'static str> {
 /// Asks the sandbox at `--api-url` to deliver the event, prints every attempt as it
 /// streams back, then the summary.
 async fn run_trigger(args: TriggerArgs) -> Result<ExitCode, Failure> {
+    check_api(&args.api)?;
     let base = Url::parse(args.api.api_url.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -127,7 +128,6 @@ async fn run_trigger(args: TriggerArgs) -> Result<ExitCode, Failure> {
     let url = base
         .join(TRIGGER_PATH)
         .map_err(|e| Failure::usage(format!("--api-url: {e}")))?;
-    check_api(&args.api)?;
     let data = args.data_file.as_deref().map(read_data_file).transpose()?;
     let event = build_event(&args.event_type, args.id.as_deref(), data.as_deref())?;
     let schedule: Vec<u64> = if args.no_retry {

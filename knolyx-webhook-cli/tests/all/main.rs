@@ -3,6 +3,7 @@
 
 mod help;
 mod inbox;
+mod messages;
 mod sandbox;
 mod send;
 mod store;

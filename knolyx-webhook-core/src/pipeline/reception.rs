@@ -250,8 +250,13 @@ impl Reception {
                 self.span.record("outcome", answer.outcome());
                 #[cfg(feature = "metrics")]
                 crate::metrics::delivery(answer.outcome(), self.event_type_label());
-                self.span
-                    .in_scope(|| tracing::debug!(outcome = answer.outcome(), "answered"));
+                // At INFO: "did Knolyx reach me?" is answered by the PING. The outcome is
+                // the span's field, not repeated on the line.
+                self.span.in_scope(|| match answer {
+                    Answer::Ping => tracing::info!("PING answered"),
+                    Answer::Duplicate => tracing::info!("duplicate of a handled delivery; dropped"),
+                    Answer::Queued => tracing::info!("stored in the inbox"),
+                });
             }
             Ok(Accepted::Deliver(_)) => {}
         }
@@ -359,18 +364,23 @@ impl Reception {
         match rejection {
             // The kind and the whole source chain (the fmt subscriber prints
             // `error.sources`): a wrong password is told from an outage.
+            // The outcome is the span's field: not repeated on the line.
             Rejection::StoreUnavailable(r) => tracing::error!(
-                outcome,
                 kind = r.store_error().kind().as_str(),
                 error = r.store_error() as &dyn std::error::Error,
                 "idempotency store failed"
             ),
-            Rejection::InFlight(_) => tracing::info!(outcome, "duplicate while in progress"),
+            Rejection::InFlight(_) => tracing::info!("duplicate while in progress"),
             Rejection::MalformedPayload(r) => {
                 // Only the error's fixed text: the parser's own message may quote the body.
-                tracing::warn!(outcome, reason = %r.parse_error(), "rejected")
+                tracing::warn!(reason = %r.parse_error(), "rejected")
             }
-            _ => tracing::warn!(outcome, "rejected"),
+            // The path of documented field names: never a value from the body.
+            Rejection::InvalidEventData(r) => match r.parse_error().path() {
+                Some(path) => tracing::warn!(path, "rejected: data does not fit its type"),
+                None => tracing::warn!("rejected: data does not fit its type"),
+            },
+            _ => tracing::warn!("rejected"),
         }
     }
 }

@@ -32,7 +32,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::Span;
 
@@ -427,6 +427,8 @@ pub struct Settlement {
     /// The `event_type` label and when the handler got the event; taken when counted.
     #[cfg(feature = "metrics")]
     metered: Option<(&'static str, std::time::Instant)>,
+    /// When the handler was handed the event: the handler's duration, for the log line.
+    started: Instant,
 }
 
 impl fmt::Debug for Settlement {
@@ -460,6 +462,7 @@ impl Settlement {
         Self {
             claim,
             span,
+            started: Instant::now(),
             #[cfg(feature = "metrics")]
             metered: None,
         }
@@ -511,16 +514,26 @@ impl Settlement {
 
     /// Settles by the handler's HTTP status: 2xx completes, anything else releases.
     pub async fn settle(self, status: u16) -> Settled {
-        self.settle_with((200..300).contains(&status)).await
+        self.finish((200..300).contains(&status), Some(status))
+            .await
     }
 
     /// Settles as [`settle`](Self::settle) would for a failure: releases the claim.
     pub async fn release(self) -> Settled {
-        self.settle_with(false).await
+        self.finish(false, None).await
     }
 
     /// Settles by whether the handler succeeded.
-    pub async fn settle_with(mut self, handler_succeeded: bool) -> Settled {
+    pub async fn settle_with(self, handler_succeeded: bool) -> Settled {
+        self.finish(handler_succeeded, None).await
+    }
+
+    /// Settles, then logs the outcome with the handler's status (when known) and duration.
+    async fn finish(mut self, handler_succeeded: bool, status: Option<u16>) -> Settled {
+        let handler = HandlerReport {
+            status,
+            duration: self.started.elapsed(),
+        };
         let Some(claim) = self.claim.take() else {
             let outcome = if handler_succeeded {
                 "handled"
@@ -530,6 +543,13 @@ impl Settlement {
             self.span.record("outcome", outcome);
             #[cfg(feature = "metrics")]
             self.count(outcome, Some(handler_succeeded));
+            self.span.in_scope(|| {
+                if handler_succeeded {
+                    handler.log(tracing::Level::INFO, "handled (no claim to settle)");
+                } else {
+                    handler.log(tracing::Level::WARN, "handler failed (no claim to release)");
+                }
+            });
             return Settled::NoClaim;
         };
         let action = if handler_succeeded {
@@ -556,9 +576,9 @@ impl Settlement {
             #[cfg(feature = "metrics")]
             self.count("released_at_shutdown", Some(handler_succeeded));
             self.span.in_scope(|| {
-                tracing::info!(
-                    outcome = "released_at_shutdown",
-                    "the handler finished after its claim was released at shutdown"
+                handler.log(
+                    tracing::Level::INFO,
+                    "the handler finished after its claim was released at shutdown",
                 )
             });
             return Settled::LeaseLost;
@@ -570,7 +590,7 @@ impl Settlement {
             (_, Ok(SettleOutcome::NotOwner)) => Settled::LeaseLost,
             (_, Err(_)) => Settled::StoreFailed,
         };
-        let outcome = self.log(settled, result.err());
+        let outcome = self.log(settled, result.err(), handler);
         #[cfg(feature = "metrics")]
         if let (Some((event_type, _)), Some(took)) = (self.metered.take(), handler_took) {
             crate::metrics::handler(event_type, handler_succeeded, took);
@@ -582,7 +602,12 @@ impl Settlement {
     }
 
     /// Logs how the settle went; returns the span's `outcome`.
-    fn log(&self, settled: Settled, error: Option<StoreError>) -> &'static str {
+    fn log(
+        &self,
+        settled: Settled,
+        error: Option<StoreError>,
+        handler: HandlerReport,
+    ) -> &'static str {
         let outcome = match settled {
             Settled::Completed => "handled",
             Settled::Released => "handler_failed",
@@ -591,23 +616,51 @@ impl Settlement {
         };
         self.span.record("outcome", outcome);
         let _entered = self.span.enter();
+        // The outcome is the span's field: not repeated on the line.
         match (settled, error) {
-            (Settled::Completed, _) => tracing::info!(outcome, "handled"),
-            (Settled::Released, _) => {
-                tracing::warn!(outcome, "handler failed; claim released for a retry")
-            }
+            (Settled::Completed, _) => handler.log(tracing::Level::INFO, "handled"),
+            (Settled::Released, _) => handler.log(
+                tracing::Level::WARN,
+                "handler failed; claim released for a retry",
+            ),
             (_, Some(error)) => tracing::error!(
-                outcome,
+                status = handler.status,
+                duration_ms = handler.millis(),
                 kind = error.kind().as_str(),
                 error = &error as &dyn std::error::Error,
                 "could not settle the claim; its lease will expire"
             ),
-            _ => tracing::warn!(
-                outcome,
-                "the handler outlived its lease; the claim could not be settled"
+            _ => handler.log(
+                tracing::Level::WARN,
+                "the handler outlived its lease; the claim could not be settled",
             ),
         }
         outcome
+    }
+}
+
+/// What the handler did, for the settle's log line: its HTTP status (when the adapter
+/// settled by status) and how long it ran.
+#[derive(Clone, Copy)]
+struct HandlerReport {
+    status: Option<u16>,
+    duration: Duration,
+}
+
+impl HandlerReport {
+    /// Milliseconds, to a tenth.
+    fn millis(&self) -> f64 {
+        (self.duration.as_secs_f64() * 10_000.0).round() / 10.0
+    }
+
+    /// One line at `level` (INFO or WARN) with `status` and `duration_ms`.
+    fn log(&self, level: tracing::Level, message: &'static str) {
+        let (status, duration_ms) = (self.status, self.millis());
+        if level == tracing::Level::INFO {
+            tracing::info!(status, duration_ms, "{message}");
+        } else {
+            tracing::warn!(status, duration_ms, "{message}");
+        }
     }
 }
 
@@ -620,15 +673,20 @@ impl Drop for Settlement {
         #[cfg(feature = "metrics")]
         self.count("abandoned", None);
         let _entered = self.span.enter();
+        let duration_ms = HandlerReport {
+            status: None,
+            duration: self.started.elapsed(),
+        }
+        .millis();
         if claim.released_at_shutdown() {
             tracing::info!(
-                outcome = "abandoned",
+                duration_ms,
                 "handler did not finish; its claim was released at shutdown"
             );
             return;
         }
         tracing::warn!(
-            outcome = "abandoned",
+            duration_ms,
             "handler did not finish (panic or dropped request)"
         );
         claim.apply_in_background(Action::Release, Reason::Abandoned, self.span.clone());

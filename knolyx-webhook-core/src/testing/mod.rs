@@ -37,13 +37,17 @@ pub use proxy::TcpProxy;
 pub use services::service_url;
 
 /// An error and every source below it, as one line (`error <- source <- …`): for tests that
-/// check that a failure keeps its cause, and for messages.
+/// check that a failure keeps its cause, and for messages. A source whose text the line
+/// already holds (many errors print their source in their own text) is not repeated.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(source) = next {
-        text.push_str(" <- ");
-        text.push_str(&source.to_string());
+        let cause = source.to_string();
+        if !text.contains(&cause) {
+            text.push_str(" <- ");
+            text.push_str(&cause);
+        }
         next = source.source();
     }
     text

@@ -27,6 +27,7 @@ async fn put(url: &str, body: impl Into<Vec<u8>>) -> u16 {
 /// The delivery lines of one run, checked on a PostgreSQL store (the table exists after the
 /// first binary: the second would print the notice, had migrate not silenced it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KNOLYX_TEST_DATABASE_URL (README: Running the store tests)"]
 async fn default_logs_tell_an_operator_what_happened() {
     let Some(database) = service_url("KNOLYX_TEST_DATABASE_URL") else {
         return;

@@ -246,14 +246,20 @@ fn show_line(line: &[u8], json: bool) -> Result<Option<TriggerSummary>, Failure>
             if !json {
                 let plural =
                     |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+                // Counts of zero are left out: "1 webhook, 1 delivered, 3 attempts".
+                let mut parts = vec![plural(summary.webhooks, "webhook")];
+                parts.extend(
+                    [(summary.delivered, "delivered"), (summary.failed, "failed")]
+                        .into_iter()
+                        .filter(|(n, _)| *n > 0)
+                        .map(|(n, what)| format!("{n} {what}")),
+                );
+                parts.push(plural(summary.attempts, "attempt"));
                 println!(
-                    "{} {}: {}, {} delivered, {} failed, {}",
+                    "{} {}: {}",
                     summary.event_type,
                     summary.message_id,
-                    plural(summary.webhooks, "webhook"),
-                    summary.delivered,
-                    summary.failed,
-                    plural(summary.attempts, "attempt"),
+                    parts.join(", ")
                 );
             }
             Ok(Some(summary))

@@ -461,8 +461,8 @@ impl PostgresInbox {
     }
 
     /// Has the background task `pg_notify` the channel (started on first use, on the
-    /// current Tokio runtime, and again if that runtime ended). A failure is left to the
-    /// poll.
+    /// current Tokio runtime, and again if that runtime ended). A failure is logged and
+    /// left to the poll.
     fn notify_later(&self) {
         {
             let mut task = self.notifier.task.lock().unwrap_or_else(|p| p.into_inner());
@@ -472,7 +472,14 @@ impl PostgresInbox {
                     loop {
                         inbox.notifier.wake.notified().await;
                         let channel = [Arg::Text(inbox.channel())];
-                        let _ = inbox.rows(&inbox.queries.notify, &channel).await;
+                        if let Err(e) = inbox.rows(&inbox.queries.notify, &channel).await {
+                            tracing::warn!(
+                                error = &e as &dyn std::error::Error,
+                                kind = e.kind().as_str(),
+                                "knolyx-webhook: could not notify the inbox's workers of new \
+                                 entries; they find them at their next poll"
+                            );
+                        }
                     }
                 }));
             }

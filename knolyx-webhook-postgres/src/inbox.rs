@@ -544,34 +544,12 @@ fn time(ms: i64) -> SystemTime {
     }
 }
 
-fn hex_decode(hex: &str) -> Option<Vec<u8>> {
-    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
-    let bytes = hex.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return None;
-    }
-    bytes
-        .chunks(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
-    out
-}
-
 /// An entry from a row of [`COLUMNS`].
 fn entry(row: &PgRow) -> StoreResult<Entry> {
     let bad = |what: &str| StoreError::backend(format!("unexpected {what} in the inbox table"));
     let get = |i: usize| row.try_get::<Option<i64>, _>(i).map_err(error::map);
     let body: String = row.try_get(2).map_err(error::map)?;
-    let body = hex_decode(&body).ok_or_else(|| bad("body"))?;
+    let body = sql::hex_decode(&body).ok_or_else(|| bad("body"))?;
     let state: String = row.try_get(3).map_err(error::map)?;
     let state = EntryState::parse(&state).ok_or_else(|| bad("state"))?;
     let attempts: i32 = row.try_get(4).map_err(error::map)?;
@@ -603,7 +581,7 @@ fn entry(row: &PgRow) -> StoreResult<Entry> {
 #[async_trait]
 impl Inbox for PostgresInbox {
     async fn accept(&self, event: &WebhookEvent) -> StoreResult<Accepted> {
-        let body = hex_encode(event.raw());
+        let body = sql::hex_encode(event.raw());
         let args = [
             Arg::Text(event.id()),
             Arg::Text(event.event_type()),
@@ -802,15 +780,6 @@ impl PostgresInboxBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trips_and_refuses_garbage() {
-        let bytes = b"{\"id\":\"\xc3\xa9\"}\x00\xff";
-        assert_eq!(hex_decode(&hex_encode(bytes)).as_deref(), Some(&bytes[..]));
-        for bad in ["a", "zz", "0g", "é"] {
-            assert_eq!(hex_decode(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn schema_fills_in_the_table_and_indexes() {

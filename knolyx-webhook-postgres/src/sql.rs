@@ -65,10 +65,7 @@ pub(crate) fn inline(sql: &str, args: &[Arg<'_>]) -> Result<String, sqlx::Error>
         match *arg {
             Arg::Text(text) => {
                 out.push_str("(convert_from(decode('");
-                for byte in text.bytes() {
-                    out.push(char::from(HEX[usize::from(byte >> 4)]));
-                    out.push(char::from(HEX[usize::from(byte & 0xf)]));
-                }
+                push_hex(&mut out, text.as_bytes());
                 // `convert_from` answers in the collation of its `name` argument, "C": the
                 // column's, "default", lets `id = …` use the primary key's index.
                 out.push_str("', 'hex'), 'UTF8') COLLATE \"default\")");
@@ -178,9 +175,47 @@ impl Queries {
     }
 }
 
+/// Appends `bytes` as lowercase hex digits.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+}
+
+/// `bytes` as lowercase hex digits (for `decode($n, 'hex')`: the same text in both
+/// protocols, whatever the session's `bytea_output`).
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// The bytes of hex digits (as `encode(…, 'hex')` writes them); `None` for anything else.
+pub(crate) fn hex_decode(hex: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let bytes = hex.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_garbage() {
+        let bytes = b"{\"id\":\"\xc3\xa9\"}\x00\xff";
+        assert_eq!(hex_decode(&hex_encode(bytes)).as_deref(), Some(&bytes[..]));
+        for bad in ["a", "zz", "0g", "é"] {
+            assert_eq!(hex_decode(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn inline_writes_each_parameter_once() {

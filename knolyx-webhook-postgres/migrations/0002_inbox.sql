@@ -1,6 +1,6 @@
 -- knolyx-webhook-postgres: the inbox table (`PostgresInbox`).
--- {table} is the (quoted, possibly schema-qualified) table name, {due_index} and
--- {done_index} the unqualified names of its indexes; `PostgresInbox::schema_sql()` returns
+-- {table} is the (quoted, possibly schema-qualified) table name, {due_index},
+-- {done_index} and {dead_index} the unqualified names of its indexes; `PostgresInbox::schema_sql()` returns
 -- this text filled in.
 CREATE TABLE IF NOT EXISTS {table} (
     id          TEXT        PRIMARY KEY,
@@ -31,3 +31,7 @@ CREATE INDEX IF NOT EXISTS {due_index} ON {table}
 
 -- When each done entry was done: what `purge_done` deletes by.
 CREATE INDEX IF NOT EXISTS {done_index} ON {table} (done_at) WHERE state = 'done';
+
+-- The dead entries, when each failed last: what `list --state dead` and the stats (the
+-- dead count, kept off a scan of the whole table) read.
+CREATE INDEX IF NOT EXISTS {dead_index} ON {table} (updated_at) WHERE state = 'dead';

@@ -25,7 +25,8 @@ use crate::table::{InvalidTableName, TableName};
 /// The default inbox table: `knolyx_webhook_inbox` (in the connection's `search_path`).
 pub const DEFAULT_INBOX_TABLE: &str = "knolyx_webhook_inbox";
 
-/// The migration, with `{table}`, `{due_index}` and `{done_index}` placeholders.
+/// The migration, with `{table}`, `{due_index}`, `{done_index}` and `{dead_index}`
+/// placeholders.
 const MIGRATION: &str = include_str!("../migrations/0002_inbox.sql");
 
 /// The longest lease or delay written (100 years), within PostgreSQL's timestamps.
@@ -216,14 +217,16 @@ impl Queries {
                 ),
                 None,
             ),
+            // One subquery per state, each on its partial index (pending and running: the
+            // due index; dead; done: an index-only count), never a scan of the whole table,
+            // which holds every done entry of the retention window.
             stats: format!(
-                "SELECT count(*) FILTER (WHERE state = 'pending'),
-                    count(*) FILTER (WHERE state = 'running'),
-                    count(*) FILTER (WHERE state = 'dead'),
-                    count(*) FILTER (WHERE state = 'done'),
-                    COALESCE((extract(epoch FROM now() - min(created_at)
-                        FILTER (WHERE state = 'pending')) * 1000)::bigint, -1)
-                FROM {t}"
+                "SELECT (SELECT count(*) FROM {t} WHERE state = 'pending'),
+                    (SELECT count(*) FROM {t} WHERE state = 'running'),
+                    (SELECT count(*) FROM {t} WHERE state = 'dead'),
+                    (SELECT count(*) FROM {t} WHERE state = 'done'),
+                    COALESCE((extract(epoch FROM now() - (SELECT min(created_at) FROM {t}
+                        WHERE state = 'pending')) * 1000)::bigint, -1)"
             ),
         }
     }
@@ -241,6 +244,7 @@ fn schema(table: &TableName) -> String {
         .replace("{table}", &table.to_string())
         .replace("{due_index}", &index(table, "due_idx"))
         .replace("{done_index}", &index(table, "done_idx"))
+        .replace("{dead_index}", &index(table, "dead_idx"))
 }
 
 impl PostgresInbox {

@@ -365,6 +365,13 @@ impl Reception {
             // The kind and the whole source chain (the fmt subscriber prints
             // `error.sources`): a wrong password is told from an outage.
             // The outcome is the span's field: not repeated on the line.
+            Rejection::StoreUnavailable(r) if self.receiver.inner.inbox.is_some() => {
+                tracing::error!(
+                    kind = r.store_error().kind().as_str(),
+                    error = r.store_error() as &dyn std::error::Error,
+                    "inbox failed; nothing acknowledged"
+                )
+            }
             Rejection::StoreUnavailable(r) => tracing::error!(
                 kind = r.store_error().kind().as_str(),
                 error = r.store_error() as &dyn std::error::Error,

@@ -485,7 +485,7 @@ impl StoreError {
     pub fn unavailable(source: impl Into<BoxError>) -> Self {
         Self::new(
             StoreErrorKind::Unavailable,
-            "idempotency store unavailable",
+            "store unavailable",
             Some(source.into()),
         )
     }
@@ -494,7 +494,7 @@ impl StoreError {
     pub fn timeout(after: Duration) -> Self {
         Self::new(
             StoreErrorKind::Timeout,
-            format!("idempotency store did not answer within {after:?}"),
+            format!("store did not answer within {after:?}"),
             None,
         )
     }
@@ -503,18 +503,14 @@ impl StoreError {
     pub fn timeout_with_source(source: impl Into<BoxError>) -> Self {
         Self::new(
             StoreErrorKind::Timeout,
-            "idempotency store did not answer in time",
+            "store did not answer in time",
             Some(source.into()),
         )
     }
 
     /// Any other failure of the backend; `source` says what.
     pub fn backend(source: impl Into<BoxError>) -> Self {
-        Self::new(
-            StoreErrorKind::Backend,
-            "idempotency store failed",
-            Some(source.into()),
-        )
+        Self::new(StoreErrorKind::Backend, "store failed", Some(source.into()))
     }
 
     /// The store does not implement `operation` (a third-party store written before it was

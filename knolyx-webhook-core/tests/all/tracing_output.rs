@@ -67,3 +67,33 @@ async fn logs_name_id_type_and_outcome_but_never_token_or_body() {
         );
     }
 }
+
+/// An inbox that cannot store is named as the inbox in the log line (with its kind), not as
+/// the idempotency store: the operator looks at the right database.
+#[tokio::test]
+async fn an_inbox_failure_is_logged_as_the_inbox() {
+    use std::sync::Arc;
+
+    use knolyx_webhook_core::inbox::MemoryInbox;
+    use knolyx_webhook_core::testing::TestEvent;
+
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // Full after one pending entry: the next accept fails (kind `full`).
+    let inbox = Arc::new(MemoryInbox::builder().capacity(1).build());
+    let r = builder().inbox(inbox).build().unwrap();
+    assert!(put(&r, TestEvent::course_started().to_body()).await.is_ok());
+    let refused = put(&r, TestEvent::course_started().to_body()).await;
+    assert_eq!(refused.err().map(|r| r.status().as_u16()), Some(503));
+    let out = capture.text();
+    let line = out
+        .lines()
+        .find(|l| l.contains("inbox failed; nothing acknowledged"))
+        .unwrap_or_else(|| panic!("no inbox failure line:\n{out}"));
+    assert!(line.contains("kind=\"full\""), "{line}");
+    assert!(!out.contains("idempotency store"), "{out}");
+}

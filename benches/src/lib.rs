@@ -109,3 +109,25 @@ pub fn deliver(receiver: &knolyx_webhook_core::WebhookReceiver, headers: &Header
         Err(rejection) => panic!("{rejection}"),
     }
 }
+
+/// An HTTP/1.1 client connection of the load generators (feature `servers`).
+#[cfg(feature = "servers")]
+pub type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+/// Opens a keep-alive HTTP/1.1 connection to `addr` (`TCP_NODELAY`), its driver spawned on
+/// the current runtime; panics if it cannot.
+#[cfg(feature = "servers")]
+pub async fn connect(addr: std::net::SocketAddr) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the receiver");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender
+}

@@ -36,9 +36,7 @@ use bytes::Bytes;
 use http::Request;
 use http::header::{CONTENT_TYPE, HOST};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use knolyx_webhook_benches::{FreshIds, TOKEN};
+use knolyx_webhook_benches::{FreshIds, Sender, TOKEN, connect};
 use knolyx_webhook_core::inbox::{Inbox, Worker};
 use knolyx_webhook_core::store::OwnerToken;
 use knolyx_webhook_core::testing::FIXTURES;
@@ -288,22 +286,6 @@ where
         task.await.expect("a benchmark task");
     }
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
-type Sender = SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Sender {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the receiver");
-    stream.set_nodelay(true).expect("TCP_NODELAY");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP/1.1 handshake");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender
 }
 
 /// One delivery; panics unless it is answered `200 queued`.

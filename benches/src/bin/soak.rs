@@ -35,13 +35,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::Request;
 use http::header::{CONTENT_TYPE, HOST};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use knolyx_webhook_benches::{FreshIds, TOKEN};
+use knolyx_webhook_benches::{FreshIds, TOKEN, connect};
 use knolyx_webhook_core::store::MemoryStore;
 use knolyx_webhook_core::testing::FIXTURES;
 use knolyx_webhook_core::{DUPLICATE_HEADER, TOKEN_HEADER, WebhookReceiver};
@@ -256,22 +253,6 @@ fn xorshift(state: &mut u64) -> u64 {
     x ^= x << 17;
     *state = x;
     x
-}
-
-type Sender = SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Sender {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the receiver");
-    stream.set_nodelay(true).expect("TCP_NODELAY");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP/1.1 handshake");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender
 }
 
 /// One keep-alive connection, one delivery at a time, until the deliveries run out.

@@ -164,18 +164,8 @@ async fn play(url: &str) -> Vec<(String, u16, bool)> {
     let client = reqwest::Client::new();
     let mut out = Vec::new();
     for (name, token, body) in deliveries() {
-        let response = client
-            .put(url)
-            .header("x-webhook-security-token", token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let duplicate = response
-            .headers()
-            .contains_key("x-knolyx-webhook-duplicate");
-        out.push((name.to_owned(), response.status().as_u16(), duplicate));
+        let (status, duplicate) = crate::support::deliver(&client, url, &token, body).await;
+        out.push((name.to_owned(), status, duplicate));
     }
     out
 }

@@ -426,23 +426,13 @@ mod binaries {
         Replica::start_with(path, &all)
     }
 
-    /// Delivers `body` to `url`: the status and whether it was answered as a duplicate.
+    /// Delivers `body` to `url` with the binaries' token.
     async fn deliver(
         client: &reqwest::Client,
         url: &str,
         body: impl Into<reqwest::Body>,
     ) -> (u16, bool) {
-        let response = client
-            .put(url)
-            .header("x-webhook-security-token", TOKEN)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let duplicate = response
-            .headers()
-            .contains_key("x-knolyx-webhook-duplicate");
-        (response.status().as_u16(), duplicate)
+        crate::support::deliver(client, url, TOKEN, body).await
     }
 
     /// How many times each id appears in the event lines of `stdout`.

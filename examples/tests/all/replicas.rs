@@ -65,19 +65,7 @@ async fn replicas_run_the_handler_once(url: &str) {
     let client = reqwest::Client::new();
     let send = |url: String| {
         let (client, body) = (client.clone(), body.clone());
-        async move {
-            let response = client
-                .put(url)
-                .header("x-webhook-security-token", TOKEN)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            let duplicate = response
-                .headers()
-                .contains_key("x-knolyx-webhook-duplicate");
-            (response.status().as_u16(), duplicate)
-        }
+        async move { crate::support::deliver(&client, &url, TOKEN, body).await }
     };
     let mut deliveries = tokio::task::JoinSet::new();
     for i in 0..DELIVERIES {

@@ -64,3 +64,25 @@ pub(crate) async fn postgres_behind_proxy(
         .unwrap();
     (proxy, pool)
 }
+
+/// Delivers `body` to `url` as Knolyx does (PUT, JSON, `token` in its header): the status,
+/// and whether it was answered as a duplicate.
+pub(crate) async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, bool) {
+    let response = client
+        .put(url)
+        .header("x-webhook-security-token", token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let duplicate = response
+        .headers()
+        .contains_key("x-knolyx-webhook-duplicate");
+    (response.status().as_u16(), duplicate)
+}

@@ -42,6 +42,19 @@ pub(crate) fn receiver(store: &PostgresStore) -> WebhookReceiver {
 }
 
 /// A table `side` for the handlers' side effects, one row per message id.
+/// A migrated store on a table of its own and a side table for the handler's effects,
+/// named after `test`: the store and both table names.
+async fn store_and_side_table(pool: &PgPool, test: &str) -> (PostgresStore, String, String) {
+    let (deliveries, side) = (unique_table(test), unique_table(&format!("{test}_effects")));
+    let store = PostgresStore::builder(pool.clone())
+        .table(&deliveries)
+        .build()
+        .unwrap();
+    store.migrate().await.unwrap();
+    create_side_table(pool, &side).await;
+    (store, deliveries, side)
+}
+
 pub(crate) async fn create_side_table(pool: &PgPool, side: &str) {
     sqlx::raw_sql(&format!("CREATE TABLE {side} (message_id TEXT NOT NULL)"))
         .execute(pool)
@@ -64,13 +77,7 @@ pub(crate) async fn effects(pool: &PgPool, table: &str, id: &str) -> i64 {
 async fn side_effect_and_completion_commit_together_or_not_at_all() {
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
-    let (deliveries, side) = (unique_table("tx"), unique_table("tx_effects"));
-    let store = PostgresStore::builder(pool.clone())
-        .table(&deliveries)
-        .build()
-        .unwrap();
-    store.migrate().await.unwrap();
-    create_side_table(&pool, &side).await;
+    let (store, deliveries, side) = store_and_side_table(&pool, "tx").await;
     let receiver = receiver(&store);
 
     // Committed: the side effect and the completion are there; the retransmission is a
@@ -189,13 +196,7 @@ async fn a_handler_completing_in_its_own_transaction_can_be_unit_tested() {
 
     let Some(url) = database_url() else { return };
     let pool = pool(&url).await;
-    let (deliveries, side) = (unique_table("unit"), unique_table("unit_effects"));
-    let store = PostgresStore::builder(pool.clone())
-        .table(&deliveries)
-        .build()
-        .unwrap();
-    store.migrate().await.unwrap();
-    create_side_table(&pool, &side).await;
+    let (store, deliveries, side) = store_and_side_table(&pool, "unit").await;
     let app = App {
         store: store.clone(),
         side: side.clone(),

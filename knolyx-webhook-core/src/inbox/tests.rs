@@ -607,3 +607,18 @@ async fn a_new_entry_is_taken_at_once_while_slow_handlers_hold_most_slots() {
     hold.notify_waiters();
     worker.shutdown(SOON).await;
 }
+
+/// What the README promises of the defaults: 19 retries (20 attempts), from 1 s doubling to
+/// at most 1 h, wait 4 to 8 hours in all, from the least jitter to the most.
+#[test]
+fn the_default_backoff_spans_four_to_eight_hours() {
+    let (first, max) = (Duration::from_secs(1), Duration::from_secs(3600));
+    let total = |unit| {
+        (1..20)
+            .map(|n| backoff(n, first, max, unit))
+            .sum::<Duration>()
+    };
+    let hours = |d: Duration| d.as_secs_f64() / 3600.0;
+    assert!((4.0..4.1).contains(&hours(total(0.0))), "{:?}", total(0.0));
+    assert!((8.1..8.2).contains(&hours(total(1.0))), "{:?}", total(1.0));
+}
